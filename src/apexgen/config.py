@@ -1,0 +1,222 @@
+"""Typed configuration: dataclasses filled strictly from YAML and ``key=value`` overrides.
+
+An unknown key, a wrong type or a value outside a field's allowed set or range fails before any work
+with a :class:`ConfigError` that names the full key and what is allowed. Dataclasses may define
+``check(self)`` for range and cross-field rules, raising ``ConfigError`` with keys relative to itself;
+a ``ValueError`` from a dataclass's own ``__post_init__`` is reported under the dataclass's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration problem at ``key`` (a dotted path)."""
+
+    def __init__(self, key: str, message: str):
+        self.key, self.message = key, message
+        super().__init__(f"config key '{key}': {message}" if key else message)
+
+    def __reduce__(self):  # picklable across worker processes
+        return ConfigError, (self.key, self.message)
+
+    def under(self, prefix: str) -> ConfigError:
+        return ConfigError(join(prefix, self.key), self.message)
+
+
+def join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix and key else prefix or key
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(key, message)
+
+
+def require_non_negative(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(value >= 0, name, f"must be ≥ 0, got {value}")
+
+
+def require_positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(value > 0, name, f"must be > 0, got {value}")
+
+
+def require_fraction(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(0 <= value <= 1, name, f"must be in [0, 1], got {value}")
+
+
+def build(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
+    """An instance of dataclass ``cls`` from ``data``, missing keys taking their defaults."""
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix, f"expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(join(prefix, str(unknown[0])), f"unknown key; allowed keys: {', '.join(fields)}")
+    values = {
+        name: convert(hints[name], over_default(fields[name], value), join(prefix, name))
+        for name, value in data.items()
+    }
+    try:
+        instance = cls(**values)
+    except ConfigError as error:
+        raise error.under(prefix) from None
+    except ValueError as error:  # a dataclass validating itself in __post_init__
+        raise ConfigError(prefix, str(error)) from None
+    check = getattr(instance, "check", None)
+    if check is not None:
+        try:
+            check()
+        except ConfigError as error:
+            raise error.under(prefix) from None
+    return instance
+
+
+def over_default(field: dataclasses.Field, value: Any) -> Any:
+    """A partial mapping for a nested dataclass field fills in from that field's own default instance,
+    so ``teacher.steps=10`` keeps every other setting of the default ``teacher``."""
+    if not isinstance(value, Mapping):
+        return value
+    if field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        default = field.default
+    return merge(to_dict(default), value) if dataclasses.is_dataclass(default) else value
+
+
+def convert(annotation: Any, value: Any, key: str) -> Any:
+    """``value`` checked (and, for nested dataclasses and sequences, converted) against ``annotation``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key, f"got {value!r}; allowed values: {', '.join(map(repr, args))}")
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return convert(option, value, key)
+            except ConfigError as error:
+                errors.append(error.message)
+        raise ConfigError(key, " or ".join(errors))
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        return build(annotation, value, key)
+    if origin in (list, tuple, Sequence) or annotation in (list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        item_type = args[0] if args else Any
+        items = [convert(item_type, item, f"{key}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if origin is tuple or annotation is tuple else items
+    return convert_scalar(annotation, value, key)
+
+
+def convert_scalar(annotation: Any, value: Any, key: str) -> Any:
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    raise ConfigError(key, f"unsupported field type {annotation!r}")
+
+
+def to_dict(instance: Any) -> Any:
+    """A plain, YAML-ready view of a (nested) config dataclass."""
+    if dataclasses.is_dataclass(instance):
+        return {f.name: to_dict(getattr(instance, f.name)) for f in dataclasses.fields(instance) if f.init}
+    if isinstance(instance, (list, tuple)):
+        return [to_dict(item) for item in instance]
+    return instance
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in ``override`` replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1, 2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, separator, text = item.partition("=")
+        if not separator or not key:
+            raise ConfigError(item, "an override must look like key=value, e.g. apex.shift.a=-1")
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = parse_value(text)
+    return nested
+
+
+def parse_value(text: str) -> Any:
+    """YAML, except that numbers YAML 1.1 reads as strings (``3e-4``) are numbers."""
+    value = yaml.safe_load(text) if text else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("", f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError("", f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"config file {path} must hold a mapping at the top level")
+    return dict(data)
+
+
+def load(cls: type[T], *layers: Mapping[str, Any]) -> T:
+    """Build ``cls`` from the deep merge of ``layers`` (defaults < preset < file < overrides)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = merge(merged, layer)
+    return build(cls, merged)

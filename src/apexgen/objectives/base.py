@@ -1,0 +1,140 @@
+"""What every objective shares: the batch it reads, the named result it returns, the protocol the
+trainer drives, the per-sample losses (METHOD §4) and the partition of a batch into slices (METHOD §3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from apexgen.batch import Batch
+
+LossKind = Literal["mse", "barron"]
+
+# Barron's c in the released code; with c this small the loss behaves like a per-sample RMS.
+BARRON_C = 1e-3
+
+
+@dataclass
+class LossOutput:
+    """The scalar to minimise, its named terms (detached, for logs) and diagnostics."""
+
+    loss: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+def combine(weighted_terms: dict[str, tuple[float, Tensor]], diagnostics: dict[str, float]) -> LossOutput:
+    """Σ weight·term over the enabled terms; each term is logged unweighted."""
+    enabled = {name: (w, term) for name, (w, term) in weighted_terms.items() if w != 0}
+    if not enabled:
+        raise ValueError("every loss term has weight 0: nothing to train")
+    loss = sum(w * term for w, term in enabled.values())
+    return LossOutput(loss, {name: term.detach() for name, (_, term) in enabled.items()}, diagnostics)
+
+
+def per_sample_error(prediction: Tensor, target: Tensor, kind: LossKind = "mse") -> Tensor:
+    """Per-sample loss (B,) against a stop-gradient target.
+
+    ``mse``: mean squared error over the non-batch dimensions. ``barron``: the released code's
+    mse·sg((mse/c² + 1)^(−1/2))/c, which normalises each sample's gradient like a per-sample RMS.
+    """
+    mse = (prediction - target.detach()).pow(2).flatten(1).mean(1)
+    if kind == "mse":
+        return mse
+    scale = (mse.detach() / BARRON_C**2 + 1).rsqrt() / BARRON_C
+    return mse * scale
+
+
+def weighted_mean(per_sample: Tensor, weight: Tensor | None = None) -> Tensor:
+    return per_sample.mean() if weight is None else (weight.detach() * per_sample).mean()
+
+
+def largest_remainder_sizes(fractions: dict[str, float], batch_size: int) -> dict[str, int]:
+    """Row counts proportional to ``fractions`` that sum to ``batch_size`` (largest remainders)."""
+    exact = {name: f * batch_size for name, f in fractions.items()}
+    sizes = {name: math.floor(x) for name, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda name: exact[name] - sizes[name], reverse=True)
+    for name in by_remainder[: batch_size - sum(sizes.values())]:
+        sizes[name] += 1
+    return sizes
+
+
+def minimum_batch(fractions: dict[str, float]) -> int:
+    """The smallest batch in which every positive slice gets at least one row."""
+    batch = sum(1 for f in fractions.values() if f > 0)
+    while not all(largest_remainder_sizes(fractions, batch)[k] > 0 for k, f in fractions.items() if f > 0):
+        batch += 1
+    return batch
+
+
+def slice_sizes(fractions: dict[str, float], batch_size: int) -> dict[str, int]:
+    """Split ``batch_size`` rows by ``fractions``; every positive slice must get at least one row."""
+    sizes = largest_remainder_sizes(fractions, batch_size)
+    too_small = [name for name, f in fractions.items() if f > 0 and sizes[name] == 0]
+    if too_small:
+        raise ValueError(
+            f"batch of {batch_size} rows is too small for slices {fractions}: {too_small} would get no rows; "
+            f"use a batch of at least {minimum_batch(fractions)}"
+        )
+    return sizes
+
+
+def partition(batch: Batch, fractions: dict[str, float]) -> dict[str, Batch]:
+    """Consecutive, disjoint slices of ``batch`` named as in ``fractions`` (zero-row slices omitted)."""
+    sizes = slice_sizes(fractions, batch.size)
+    slices, start = {}, 0
+    for name, size in sizes.items():
+        if size > 0:
+            slices[name] = batch.rows(slice(start, start + size))
+        start += size
+    return slices
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class Objective(nn.Module):
+    """A training method. The trainer asks which parameter groups to update at a step, in order, and
+    for each one calls :meth:`loss`, steps that group's optimiser, then :meth:`after_update`.
+
+    Modules registered on the objective (a fake-score network, a discriminator head, an EMA target, a
+    frozen teacher) are saved with checkpoints; the student is passed in and saved by the trainer.
+    """
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        self._student = [student]  # a list keeps the student out of this module's own state_dict
+
+    @property
+    def student(self) -> nn.Module:
+        return self._student[0]
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"student": [p for p in self.student.parameters() if p.requires_grad]}
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network this method holds while training (for the parameter and memory ledger)."""
+        return {"student": self.student}
+
+    def held_parameters(self) -> int:
+        """Parameters held in memory by the method's networks, each shared tensor counted once."""
+        unique = {id(p): p for module in self.networks().values() for p in module.parameters()}
+        return sum(p.numel() for p in unique.values())
+
+    def schedule(self, step: int) -> list[str]:
+        return ["student"]
+
+    def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
+        raise NotImplementedError
+
+    def after_update(self, group: str) -> None:
+        """Called after each optimiser step of ``group`` (EMA targets update here)."""
+
+    def prepare(self, batches, generator: torch.Generator) -> None:
+        """Called once before training (e.g. to precompute teacher endpoints)."""

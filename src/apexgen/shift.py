@@ -1,0 +1,53 @@
+"""The condition shift S(c) = a·c + b (METHOD §2, paper Eq. 9).
+
+A flow model queried with S(c) is a second velocity field inside the same network; APEX trains it on
+the model's own samples to play DMD's "fake score". The shift is fixed (not learned) and acts either on
+the backbone's *projected* text tokens, through a forward hook on the backbone's own text-projection
+module (the released code's choice), or on the condition embeddings given to the backbone. The
+backbone's code is never touched: with no shift applied the model is exactly the stock model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor, nn
+
+ShiftLocation = Literal["projected", "embeds"]
+
+
+@dataclass(frozen=True)
+class ConditionShift:
+    """S(c) = a·c + b. ``where``: ``projected`` (hook on the text projection) or ``embeds``."""
+
+    a: float = -0.5
+    b: float = 1.0
+    where: ShiftLocation = "projected"
+
+    def __post_init__(self):
+        if self.where not in ("projected", "embeds"):
+            raise ValueError(f"where must be 'projected' or 'embeds', got {self.where!r}")
+
+    def __call__(self, condition: Tensor) -> Tensor:
+        return self.a * condition + self.b
+
+    @contextmanager
+    def hooked(self, module: nn.Module) -> Iterator[None]:
+        """Apply S to the output of ``module`` for the duration of the block, then remove the hook."""
+
+        def shift_output(_module: nn.Module, _inputs, output):
+            if not isinstance(output, Tensor):
+                raise TypeError(
+                    f"the condition shift hooks a module returning a tensor; "
+                    f"{type(_module).__name__} returned {type(output).__name__}"
+                )
+            return self(output)
+
+        handle = module.register_forward_hook(shift_output)
+        try:
+            yield
+        finally:
+            handle.remove()

@@ -1,0 +1,1 @@
+"""The toy benchmark: conditional 2-D distributions with an exact answer, every method side by side."""

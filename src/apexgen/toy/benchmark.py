@@ -1,0 +1,193 @@
+"""Run the toy benchmark: per dataset and seed, train a teacher by flow matching, evaluate it at several
+NFE, distil every student from it with the same budget, evaluate them at NFE 1 and 2.
+
+Each (dataset, seed) is an independent job; ``workers`` > 1 runs jobs in separate processes with one
+thread each (small MLPs do not gain from several threads, but two processes use two cores).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+
+import torch
+
+from apexgen.backbones.mlp import MLPConfig, MLPVelocity
+from apexgen.condition import VectorCondition
+from apexgen.config import require, require_positive
+from apexgen.data.toy import DISTRIBUTIONS, ToyDistribution, ToyStream, toy_distribution
+from apexgen.eval.toy_metrics import mean_metrics, toy_metrics
+from apexgen.objectives import STUDENT_METHODS, MethodsConfig, build_objective
+from apexgen.objectives.base import count_parameters
+from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
+from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+# Offsets that keep the random streams of training data, evaluation noise and reference samples apart.
+EVAL_NOISE_STREAM, REFERENCE_STREAM, METRIC_STREAM, STUDENT_STREAM = 1_000, 2_000, 3_000, 4_000
+
+
+@dataclass(frozen=True)
+class ToyEvalConfig:
+    samples_per_condition: int = 4000
+    teacher_nfe: tuple[int, ...] = (1, 2, 4, 8, 50)
+    student_nfe: tuple[int, ...] = (1, 2)
+    guidance: float = 1.0  # CFG of the teacher sampler; 1 samples p(x | c) itself
+
+    def check(self) -> None:
+        require(self.samples_per_condition >= 16, "samples_per_condition", "must be ≥ 16")
+        require(
+            all(n > 0 for n in self.teacher_nfe + self.student_nfe), "teacher_nfe", "NFE values must be > 0"
+        )
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    datasets: tuple[str, ...] = ("ring", "orbit")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = STUDENT_METHODS
+    model: MLPConfig = field(default_factory=MLPConfig)
+    teacher: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=8000, batch_size=512, optimizer=OptimizerConfig(lr=1e-3, decay="cosine"), progress=False
+        )
+    )
+    student: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=4000, batch_size=256, optimizer=OptimizerConfig(lr=1e-4), progress=False
+        )
+    )
+    method: MethodsConfig = field(default_factory=MethodsConfig)
+    eval: ToyEvalConfig = field(default_factory=ToyEvalConfig)
+    workers: int = 2
+
+    def check(self) -> None:
+        for index, name in enumerate(self.datasets):
+            require(
+                name in DISTRIBUTIONS,
+                f"datasets[{index}]",
+                f"got {name!r}; allowed: {', '.join(DISTRIBUTIONS)}",
+            )
+        for index, name in enumerate(self.methods):
+            require(
+                name in STUDENT_METHODS,
+                f"methods[{index}]",
+                f"got {name!r}; allowed: {', '.join(STUDENT_METHODS)}",
+            )
+        require(len(self.seeds) > 0, "seeds", "at least one seed")
+        require_positive(self, "workers")
+
+
+@dataclass
+class JobResult:
+    dataset: str
+    seed: int
+    rows: list[dict]
+    samples: dict[str, list[torch.Tensor]]  # label → samples per evaluation condition (grid plots)
+
+
+def evaluate(distribution: ToyDistribution, sampler, seed: int, config: ToyEvalConfig):
+    """Metrics of ``sampler(noise, cond)`` averaged over the evaluation conditions, and its samples."""
+    n, metrics, samples = config.samples_per_condition, [], []
+    for index, condition in enumerate(distribution.eval_conditions()):
+        cond = condition.values.expand(n, -1).contiguous()
+        noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed + EVAL_NOISE_STREAM + index))
+        generated = sampler(noise, VectorCondition(cond), VectorCondition(distribution.null(n)))
+        reference = distribution.sample(cond, torch.Generator().manual_seed(seed + REFERENCE_STREAM + index))
+        generator = torch.Generator().manual_seed(seed + METRIC_STREAM + index)
+        metrics.append(
+            toy_metrics(generated, reference, distribution.modes(cond[:1])[0], distribution.sigma, generator)
+        )
+        samples.append(generated)
+    return mean_metrics(metrics), samples
+
+
+def teacher_sampler(teacher, steps: int, guidance: float):
+    return lambda noise, cond, null: euler_sample(teacher, noise, cond, steps, guidance, null)
+
+
+def student_sampler(student, steps: int, seed: int):
+    if steps == 1:
+        return lambda noise, cond, null: one_step_sample(student, noise, cond)
+    generator = torch.Generator().manual_seed(seed + STUDENT_STREAM)
+    return lambda noise, cond, null: few_step_sample(student, noise, cond, steps, generator)
+
+
+def train_teacher(config: ToyConfig, distribution: ToyDistribution, seed: int):
+    torch.manual_seed(seed)  # parameter initialisation only; all training randomness flows from seeds below
+    teacher = MLPVelocity(distribution.data_dim, distribution.cond_dim, config.model)
+    objective = build_objective("flow_matching", config.method, teacher, None)
+    stream = ToyStream(distribution, config.teacher.batch_size, seed)
+    result = Trainer(
+        objective,
+        stream,
+        dataclasses.replace(config.teacher, seed=seed),
+        description=f"teacher {distribution.name} s{seed}",
+    ).run()
+    return teacher.requires_grad_(False).eval(), result
+
+
+def row(method: str, nfe: int, dataset: str, seed: int, metrics, train, held_parameters: int) -> dict:
+    return {
+        "method": method,
+        "nfe": nfe,
+        "dataset": dataset,
+        "seed": seed,
+        "sw2": metrics.sw2,
+        "mmd": metrics.mmd,
+        "coverage": metrics.coverage,
+        "precision": metrics.precision,
+        "train_seconds": train.seconds,
+        "peak_memory_mb": train.peak_memory_mb,
+        "trainable_parameters": train.trainable_parameters,
+        "held_parameters": held_parameters,
+        "steps": train.steps,
+    }
+
+
+def run_job(config: ToyConfig, dataset: str, seed: int, threads: int | None = None) -> JobResult:
+    if threads:
+        torch.set_num_threads(threads)
+    distribution = toy_distribution(dataset)
+    teacher, teacher_train = train_teacher(config, distribution, seed)
+    rows, samples = [], {}
+    for nfe in config.eval.teacher_nfe:
+        metrics, generated = evaluate(
+            distribution, teacher_sampler(teacher, nfe, config.eval.guidance), seed, config.eval
+        )
+        rows.append(row("teacher", nfe, dataset, seed, metrics, teacher_train, count_parameters(teacher)))
+        samples[f"teacher NFE {nfe}"] = generated
+    for method in config.methods:
+        student = copy.deepcopy(teacher).requires_grad_(True).train()
+        objective = build_objective(method, config.method, student, teacher)
+        stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
+        train = Trainer(objective, stream, config.student, description=f"{method} {dataset} s{seed}").run()
+        student.eval()
+        for nfe in config.eval.student_nfe:
+            metrics, generated = evaluate(
+                distribution, student_sampler(student, nfe, seed), seed, config.eval
+            )
+            rows.append(row(method, nfe, dataset, seed, metrics, train, objective.held_parameters()))
+            samples[f"{method} NFE {nfe}"] = generated
+        log.info("%s %s seed %d: done in %.0f s", dataset, method, seed, train.seconds)
+    return JobResult(dataset, seed, rows, samples)
+
+
+def run_toy_benchmark(config: ToyConfig) -> list[JobResult]:
+    jobs = [(dataset, seed) for dataset in config.datasets for seed in config.seeds]
+    started = time.perf_counter()
+    if config.workers == 1 or len(jobs) == 1:
+        results = [run_job(config, dataset, seed) for dataset, seed in jobs]
+    else:
+        workers = min(config.workers, len(jobs))
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_job, config, dataset, seed, 1) for dataset, seed in jobs]
+            results = [future.result() for future in futures]
+    log.info("toy benchmark: %d jobs in %.0f s", len(jobs), time.perf_counter() - started)
+    return results

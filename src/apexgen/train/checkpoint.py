@@ -1,0 +1,139 @@
+"""Checkpoints that survive a crash: written to a temporary folder and renamed into place, rotated,
+and validated on load with errors that name the file and the fix.
+
+Layout of ``<dir>/step_<N>/``: ``student.safetensors`` (the student's trainable parameters),
+``objective.pt`` (the objective's own modules: fake network, heads, EMA targets, pools),
+``optimizers.pt`` and ``trainer.json`` (step, random state, data position).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+STEP_PREFIX = "step_"
+FILES = ("student.safetensors", "objective.pt", "optimizers.pt", "trainer.json")
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().contiguous() for name, p in module.named_parameters() if p.requires_grad}
+
+
+@dataclass
+class TrainerState:
+    step: int
+    generator_state: torch.Tensor
+    data_state: dict[str, Any]
+    history: list[dict[str, float]]
+
+
+def step_dirs(directory: Path) -> list[Path]:
+    found = [
+        p for p in directory.glob(f"{STEP_PREFIX}*") if p.is_dir() and p.name[len(STEP_PREFIX) :].isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX) :]))
+
+
+def latest(directory: Path) -> Path | None:
+    found = step_dirs(directory) if directory.is_dir() else []
+    return found[-1] if found else None
+
+
+def save(
+    directory: Path,
+    student: nn.Module,
+    objective: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: TrainerState,
+    keep: int,
+) -> Path:
+    """Write ``step_<N>`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    final = directory / f"{STEP_PREFIX}{state.step:07d}"
+    partial = directory / f".{final.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    save_file(trainable_state(student), partial / "student.safetensors")
+    torch.save(objective.state_dict(), partial / "objective.pt")
+    torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, partial / "optimizers.pt")
+    torch.save(state.generator_state, partial / "generator.pt")
+    trainer = {"step": state.step, "data_state": state.data_state, "history": state.history}
+    (partial / "trainer.json").write_text(json.dumps(trainer))
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    for old in step_dirs(directory)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load(
+    path: Path, student: nn.Module, objective: nn.Module, optimizers: dict[str, torch.optim.Optimizer]
+) -> TrainerState:
+    """Restore everything saved by :func:`save`; a missing, truncated or mismatched file is an error."""
+    for name in (*FILES, "generator.pt"):
+        if not (path / name).is_file():
+            raise CheckpointError(
+                f"checkpoint {path} is incomplete: {name} is missing; delete {path} to resume "
+                "from the previous checkpoint"
+            )
+    load_student(path / "student.safetensors", student)
+    objective.load_state_dict(read_torch(path / "objective.pt"))
+    saved = read_torch(path / "optimizers.pt")
+    if set(saved) != set(optimizers):
+        raise CheckpointError(
+            f"{path}/optimizers.pt holds groups {sorted(saved)}, this run has {sorted(optimizers)}"
+        )
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(saved[name])
+    trainer = json.loads((path / "trainer.json").read_text())
+    return TrainerState(
+        trainer["step"], read_torch(path / "generator.pt"), trainer["data_state"], trainer["history"]
+    )
+
+
+def load_student(path: Path, student: nn.Module) -> None:
+    try:
+        weights = load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({error}); delete its folder to resume from "
+            "the previous checkpoint"
+        ) from None
+    expected = trainable_state(student)
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match this model: missing {missing[:3]}, unexpected {unexpected[:3]} "
+            "(was it written with another model or LoRA configuration?)"
+        )
+    for name, tensor in weights.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects "
+                f"{tuple(expected[name].shape)}"
+            )
+    student.load_state_dict(weights, strict=False)
+
+
+def read_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({type(error).__name__}: {error}); delete its "
+            "folder to resume from the previous checkpoint"
+        ) from None
