@@ -48,9 +48,7 @@ class Condition:
 
     def to(self: C, device=None, dtype=None) -> C:
         """Move to ``device``; floating-point fields also to ``dtype`` (masks keep theirs)."""
-        return self._map(
-            lambda _, value: value.to(device=device, dtype=dtype if value.is_floating_point() else None)
-        )
+        return self._map(lambda _, value: value.to(device=device, dtype=dtype if value.is_floating_point() else None))
 
     def with_shift_field(self: C, value: Tensor) -> C:
         return dataclasses.replace(self, **{self.shift_field: value})
@@ -60,9 +58,7 @@ class Condition:
         first = conditions[0]
         values = {
             f.name: (
-                None
-                if getattr(first, f.name) is None
-                else torch.cat([getattr(c, f.name) for c in conditions], dim=0)
+                None if getattr(first, f.name) is None else torch.cat([getattr(c, f.name) for c in conditions], dim=0)
             )
             for f in dataclasses.fields(first)
         }

@@ -112,13 +112,9 @@ class TimeSampler:
         if not self.shift > 0:
             raise ValueError(f"shift must be > 0, got {self.shift}")
         if not 0 <= self.t_min < self.t_max <= 1:
-            raise ValueError(
-                f"t_min and t_max must satisfy 0 ≤ t_min < t_max ≤ 1, got {self.t_min}, {self.t_max}"
-            )
+            raise ValueError(f"t_min and t_max must satisfy 0 ≤ t_min < t_max ≤ 1, got {self.t_min}, {self.t_max}")
 
-    def __call__(
-        self, batch_size: int, generator: torch.Generator | None, device=None, dtype=torch.float32
-    ) -> Tensor:
+    def __call__(self, batch_size: int, generator: torch.Generator | None, device=None, dtype=torch.float32) -> Tensor:
         u = torch.rand(batch_size, generator=generator, device=device, dtype=dtype)
         if self.distribution == "logit_normal":
             normal = torch.randn(batch_size, generator=generator, device=device, dtype=dtype)

@@ -43,10 +43,14 @@ class ToyDistribution:
     def eval_conditions(self) -> list[EvalCondition]:
         raise NotImplementedError
 
-    def sample(self, cond: Tensor, generator: torch.Generator) -> Tensor:
-        """Exact samples x ~ p(x | c), one per row of ``cond``."""
+    def sample(self, cond: Tensor, generator: torch.Generator, stratified: bool = False) -> Tensor:
+        """Exact samples x ~ p(x | c), one per row of ``cond``. ``stratified``: the rows are spread over
+        the modes in exactly equal proportions (a lower-variance reference for the metrics)."""
         centres = self.modes(cond)
-        choice = torch.randint(0, centres.shape[1], (cond.shape[0],), generator=generator)
+        if stratified:
+            choice = torch.arange(cond.shape[0]) % centres.shape[1]
+        else:
+            choice = torch.randint(0, centres.shape[1], (cond.shape[0],), generator=generator)
         noise = torch.randn(cond.shape[0], 2, generator=generator, dtype=centres.dtype)
         return centres[torch.arange(cond.shape[0]), choice] + self.sigma * noise
 
@@ -71,9 +75,7 @@ class Ring(ToyDistribution):
 
     def modes(self, cond: Tensor) -> Tensor:
         labels = cond[:, : self.classes].argmax(1)
-        angles = (torch.stack([labels, labels + self.classes], dim=1).double()) * (
-            2 * math.pi / (2 * self.classes)
-        )
+        angles = (torch.stack([labels, labels + self.classes], dim=1).double()) * (2 * math.pi / (2 * self.classes))
         return self.radius * torch.stack([angles.cos(), angles.sin()], dim=-1).float()
 
     def eval_conditions(self) -> list[EvalCondition]:

@@ -28,9 +28,7 @@ class ToyMetrics:
     precision: float
 
 
-def sliced_wasserstein2(
-    x: Tensor, y: Tensor, generator: torch.Generator, projections: int = PROJECTIONS
-) -> float:
+def sliced_wasserstein2(x: Tensor, y: Tensor, generator: torch.Generator, projections: int = PROJECTIONS) -> float:
     """SW2 between equal-size samples x, y (n, d): sqrt(mean over directions of W2² of projections)."""
     if x.shape != y.shape:
         raise ValueError(f"sliced W2 needs equal-size samples, got {tuple(x.shape)} and {tuple(y.shape)}")

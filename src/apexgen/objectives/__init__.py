@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from apexgen.objectives.apex import APEX, APEXConfig
-from apexgen.objectives.base import Objective
+from apexgen.objectives.base import Objective, minimum_batch
 from apexgen.objectives.consistency import ConsistencyConfig, ConsistencyDistillation
 from apexgen.objectives.dmd2 import DMD2, DMD2Config
 from apexgen.objectives.flow_matching import FlowMatching, FlowMatchingConfig
@@ -31,15 +31,20 @@ class MethodsConfig:
     regression: RegressionConfig = field(default_factory=RegressionConfig)
 
 
+def minimum_batch_size(name: str, methods: MethodsConfig) -> int:
+    """The smallest batch the method can split into its slices (APEX and TwinFlow)."""
+    if name in ("apex", "twinflow"):
+        return minimum_batch(getattr(methods, name).slices.as_dict())
+    return 1
+
+
 def check_method(name: str) -> str:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; allowed methods: {', '.join(METHODS)}")
     return name
 
 
-def build_objective(
-    name: str, methods: MethodsConfig, student: nn.Module, teacher: nn.Module | None
-) -> Objective:
+def build_objective(name: str, methods: MethodsConfig, student: nn.Module, teacher: nn.Module | None) -> Objective:
     """The objective ``name`` training ``student``; ``teacher`` is frozen and never updated.
 
     DMD2's fake-score network starts as a trainable copy of the teacher.

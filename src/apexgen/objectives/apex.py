@@ -83,9 +83,7 @@ class APEXConfig:
     generator_time: TimeSampler = field(default_factory=TimeSampler)
 
     def check(self) -> None:
-        require_non_negative(
-            self, "weight_fake", "weight_anchor", "weight_generator", "clamp", "enhanced_ratio"
-        )
+        require_non_negative(self, "weight_fake", "weight_anchor", "weight_generator", "clamp", "enhanced_ratio")
         require_fraction(self, "mix_lambda")
         require(0 <= self.reference_ema_decay < 1, "reference_ema_decay", "must be in [0, 1)")
         require(
@@ -95,13 +93,9 @@ class APEXConfig:
         )
         uses_generator_rows = self.generator_form in ("dmd", "both")
         if uses_generator_rows and self.slices.generator == 0:
-            raise ConfigError(
-                "slices.generator", f"generator_form={self.generator_form!r} needs generator rows (> 0)"
-            )
+            raise ConfigError("slices.generator", f"generator_form={self.generator_form!r} needs generator rows (> 0)")
         if not uses_generator_rows and self.slices.generator > 0:
-            raise ConfigError(
-                "slices.generator", "generator_form='mix' has no generator rows: set slices.generator=0"
-            )
+            raise ConfigError("slices.generator", "generator_form='mix' has no generator rows: set slices.generator=0")
 
     def needs_reference(self) -> bool:
         return self.real_velocity == "reference" or self.enhanced_ratio != 0
@@ -144,9 +138,7 @@ class APEX(Objective):
         if self.config.real_velocity == "live":
             return self.student(x_t, t, batch.cond)
         with torch.no_grad():
-            return guided_velocity(
-                self.reference, x_t, t, batch.cond, batch.null_cond, self.config.real_guidance
-            )
+            return guided_velocity(self.reference, x_t, t, batch.cond, batch.null_cond, self.config.real_guidance)
 
     def anchor_target(self, path: flow.PathSample, batch: Batch) -> Tensor:
         """v* = ε − x0, plus w·(F_ref(x_t, t, c) − F_ref(x_t, t, ∅)) when CFG-enhanced (METHOD §3.1)."""
@@ -198,9 +190,7 @@ class APEX(Objective):
         noise = flow.randn_like(batch.x0, generator)
         x_generated, velocity = one_step_with_velocity(self.student, noise, batch.cond)
         difference = self.branch_difference(x_generated, batch, generator)
-        direction = (
-            difference.clamp(-self.config.clamp, self.config.clamp) if self.config.clamp > 0 else difference
-        )
+        direction = difference.clamp(-self.config.clamp, self.config.clamp) if self.config.clamp > 0 else difference
         loss = weighted_mean(per_sample_error(velocity, velocity - direction, self.config.loss))
         # ‖F(x, s, c) − F(x, s, S(c))‖ near 0 means the shift is invisible: APEX degenerates (METHOD §7).
         diagnostics = {"branch_gap": difference.flatten(1).norm(dim=1).mean().item()}

@@ -48,9 +48,7 @@ class DMD2Config:
 
     def check(self) -> None:
         require_positive(self, "critic_updates")
-        require_non_negative(
-            self, "weight_distribution_matching", "weight_gan_generator", "weight_gan_critic"
-        )
+        require_non_negative(self, "weight_distribution_matching", "weight_gan_generator", "weight_gan_critic")
         require(self.guidance >= 1, "guidance", f"must be ≥ 1 (1 = no guidance), got {self.guidance}")
 
     @property
@@ -97,9 +95,7 @@ class DMD2(Objective):
         return ["critic"] * self.config.critic_updates + ["generator"]
 
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
-        return (
-            self.critic_loss(batch, generator) if group == "critic" else self.generator_loss(batch, generator)
-        )
+        return self.critic_loss(batch, generator) if group == "critic" else self.generator_loss(batch, generator)
 
     def discriminate(self, x0: Tensor, t: Tensor, batch: Batch, generator: torch.Generator) -> Tensor:
         """Logits of the head on the fake network's features of x0 noised to time t."""
@@ -115,9 +111,7 @@ class DMD2(Objective):
         t = self.config.fake_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
         path = flow.sample_path(x_fake, t, generator)
         prediction = self.fake(path.x_t, t, batch.cond)
-        terms = {
-            "fake_score": (1.0, weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss)))
-        }
+        terms = {"fake_score": (1.0, weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss)))}
         if self.head is not None:
             t_d = self.config.discriminator_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
             real_logits = self.discriminate(batch.x0, t_d, batch, generator)
@@ -132,9 +126,7 @@ class DMD2(Objective):
         s = self.config.generator_time(batch.size, generator, x_generated.device, x_generated.dtype)
         path = flow.sample_path(x_generated, s, generator)
         with torch.no_grad():
-            real = guided_velocity(
-                self.teacher, path.x_t, s, batch.cond, batch.null_cond, self.config.guidance
-            )
+            real = guided_velocity(self.teacher, path.x_t, s, batch.cond, batch.null_cond, self.config.guidance)
             fake = self.fake(path.x_t, s, batch.cond)
         x0_real = flow.x0_from_velocity(path.x_t, s, real)
         direction = flow.x0_from_velocity(path.x_t, s, fake) - x0_real
@@ -144,9 +136,7 @@ class DMD2(Objective):
         return direction
 
     def generator_loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
-        x_generated, _ = one_step_with_velocity(
-            self.student, flow.randn_like(batch.x0, generator), batch.cond
-        )
+        x_generated, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, generator), batch.cond)
         direction = self.distribution_matching_direction(x_generated, batch, generator)
         matching = weighted_mean(per_sample_error(x_generated, x_generated - direction, self.config.loss))
         terms = {"distribution_matching": (self.config.weight_distribution_matching, matching)}

@@ -39,10 +39,7 @@ class FlowMatching(Objective):
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
         t = self.config.time(batch.size, generator, batch.x0.device, batch.x0.dtype)
         path = flow.sample_path(batch.x0, t, generator)
-        dropped = (
-            torch.rand(batch.size, generator=generator, device=batch.x0.device)
-            < self.config.condition_dropout
-        )
+        dropped = torch.rand(batch.size, generator=generator, device=batch.x0.device) < self.config.condition_dropout
         cond = batch.cond.where(dropped, batch.null_cond)
         prediction = self.student(path.x_t, t, cond)
         term = weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss))

@@ -43,9 +43,7 @@ class TrainerState:
 
 
 def step_dirs(directory: Path) -> list[Path]:
-    found = [
-        p for p in directory.glob(f"{STEP_PREFIX}*") if p.is_dir() and p.name[len(STEP_PREFIX) :].isdigit()
-    ]
+    found = [p for p in directory.glob(f"{STEP_PREFIX}*") if p.is_dir() and p.name[len(STEP_PREFIX) :].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX) :]))
 
 
@@ -94,15 +92,11 @@ def load(
     objective.load_state_dict(read_torch(path / "objective.pt"))
     saved = read_torch(path / "optimizers.pt")
     if set(saved) != set(optimizers):
-        raise CheckpointError(
-            f"{path}/optimizers.pt holds groups {sorted(saved)}, this run has {sorted(optimizers)}"
-        )
+        raise CheckpointError(f"{path}/optimizers.pt holds groups {sorted(saved)}, this run has {sorted(optimizers)}")
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(saved[name])
     trainer = json.loads((path / "trainer.json").read_text())
-    return TrainerState(
-        trainer["step"], read_torch(path / "generator.pt"), trainer["data_state"], trainer["history"]
-    )
+    return TrainerState(trainer["step"], read_torch(path / "generator.pt"), trainer["data_state"], trainer["history"])
 
 
 def load_student(path: Path, student: nn.Module) -> None:
@@ -110,8 +104,7 @@ def load_student(path: Path, student: nn.Module) -> None:
         weights = load_file(path)
     except (SafetensorError, OSError) as error:
         raise CheckpointError(
-            f"{path} is corrupt or truncated ({error}); delete its folder to resume from "
-            "the previous checkpoint"
+            f"{path} is corrupt or truncated ({error}); delete its folder to resume from the previous checkpoint"
         ) from None
     expected = trainable_state(student)
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
@@ -123,8 +116,7 @@ def load_student(path: Path, student: nn.Module) -> None:
     for name, tensor in weights.items():
         if tensor.shape != expected[name].shape:
             raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects "
-                f"{tuple(expected[name].shape)}"
+                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)}"
             )
     student.load_state_dict(weights, strict=False)
 

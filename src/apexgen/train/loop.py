@@ -38,9 +38,7 @@ class OptimizerConfig:
     def check(self) -> None:
         require_positive(self, "lr")
         require_non_negative(self, "weight_decay", "grad_clip", "warmup_steps")
-        require(
-            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)"
-        )
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -75,9 +73,7 @@ def only_group_trainable(groups: dict[str, list[nn.Parameter]], active: str):
     """Freeze the parameters of every other group while ``active``'s loss is built, so gradients
     neither reach nor are stored for networks that this update does not change."""
     active_ids = {id(p) for p in groups[active]}
-    frozen = [
-        p for name, params in groups.items() if name != active for p in params if id(p) not in active_ids
-    ]
+    frozen = [p for name, params in groups.items() if name != active for p in params if id(p) not in active_ids]
     for p in frozen:
         p.requires_grad_(False)
     try:
@@ -145,9 +141,7 @@ class Trainer:
         return True
 
     def save(self, step: int) -> None:
-        state = checkpoint.TrainerState(
-            step, self.generator.get_state(), self.data.state_dict(), self.history
-        )
+        state = checkpoint.TrainerState(step, self.generator.get_state(), self.data.state_dict(), self.history)
         path = checkpoint.save(
             self.checkpoint_dir,
             self.objective.student,

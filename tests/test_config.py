@@ -1,0 +1,81 @@
+import subprocess
+import sys
+
+import pytest
+
+from apexgen.config import ConfigError, build, load, parse_overrides, to_dict
+from apexgen.objectives.apex import APEXConfig
+from apexgen.toy.benchmark import ToyConfig
+
+
+def toy(*overrides: str) -> ToyConfig:
+    return load(ToyConfig, parse_overrides(list(overrides)))
+
+
+def test_defaults_round_trip_through_a_plain_dict():
+    config = toy()
+    assert build(ToyConfig, to_dict(config)) == config
+
+
+def test_partial_nested_override_keeps_the_other_defaults():
+    config = toy("teacher.steps=10")
+    assert config.teacher.steps == 10
+    assert config.teacher.batch_size == ToyConfig().teacher.batch_size
+    assert config.teacher.optimizer == ToyConfig().teacher.optimizer
+
+
+def test_override_values_are_parsed_as_yaml_and_numbers():
+    config = toy("student.optimizer.lr=3e-4", "method.apex.shift.a=-1", "seeds=[4, 5]", "method.apex.loss=barron")
+    assert config.student.optimizer.lr == 3e-4
+    assert config.method.apex.shift.a == -1.0
+    assert config.seeds == (4, 5)
+    assert config.method.apex.loss == "barron"
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "hint"),
+    [
+        ("method.apex.shfit.a=1", "method.apex.shfit", "allowed keys: shift, fake_key"),
+        ("student.steps=many", "student.steps", "expected an integer"),
+        ("student.steps=2.5", "student.steps", "expected an integer"),
+        ("method.apex.clamp=yes", "method.apex.clamp", "expected a number"),
+        ("method.apex.loss=l1", "method.apex.loss", "allowed values: 'mse', 'barron'"),
+        ("method.apex.shift.where=tokens", "method.apex.shift.where", "allowed values: 'projected', 'embeds'"),
+        ("method.apex.weight_fake=-1", "method.apex.weight_fake", "must be ≥ 0"),
+        ("method.dmd2.weight_gan_generator=-0.1", "method.dmd2.weight_gan_generator", "must be ≥ 0"),
+        ("method.apex.slices.fake=0.5", "method.apex.slices", "must sum to 1"),
+        ("method.apex.mix_lambda=2", "method.apex.mix_lambda", "must be in [0, 1]"),
+        ("method.apex.generator_form=mix", "method.apex.slices.generator", "set slices.generator=0"),
+        ("student.batch_size=2", "student.batch_size", "at least 3 rows"),
+        ("methods=[apex, gan]", "methods[1]", "allowed: apex, twinflow"),
+        ("datasets=[moons]", "datasets[0]", "allowed: ring, orbit"),
+        ("student.optimizer.betas=[0.9]", "student.optimizer.betas", "two numbers"),
+        ("teacher.steps=0", "teacher.steps", "must be > 0"),
+    ],
+)
+def test_bad_values_fail_naming_the_key_and_what_is_allowed(override, key, hint):
+    with pytest.raises(ConfigError) as error:
+        toy(override)
+    assert error.value.key == key
+    assert hint in str(error.value)
+
+
+def test_dataclass_validation_applies_to_programmatic_construction_too():
+    with pytest.raises(ConfigError, match="slices.generator"):
+        build(APEXConfig, {"generator_form": "mix"})
+
+
+def test_override_syntax_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["student.steps"])
+
+
+def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "apexgen.cli", "toy", "--out", str(tmp_path / "out"), "method.apex.slices.fake=0.9"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "method.apex.slices" in result.stderr and "must sum to 1" in result.stderr
+    assert not (tmp_path / "out").exists()

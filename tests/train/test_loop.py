@@ -1,0 +1,88 @@
+import dataclasses
+
+import pytest
+import torch
+
+from apexgen.data.toy import Ring, ToyStream
+from apexgen.objectives import MethodsConfig, build_objective
+from apexgen.objectives.regression import RegressionConfig
+from apexgen.train import checkpoint
+from apexgen.train.checkpoint import CheckpointError
+from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer, learning_rate
+from tests.conftest import tiny_mlp
+
+CONFIG = TrainConfig(steps=6, batch_size=16, log_every=1, checkpoint_every=3, keep_checkpoints=5, progress=False)
+METHODS = MethodsConfig(regression=RegressionConfig(pairs=32, teacher_steps=3))
+
+
+def make_trainer(method: str, out_dir, config=CONFIG):
+    distribution = Ring()
+    teacher = tiny_mlp(cond_dim=distribution.cond_dim, seed=7).requires_grad_(False)
+    student = tiny_mlp(cond_dim=distribution.cond_dim, seed=7)
+    objective = build_objective(method, METHODS, student, teacher)
+    return Trainer(objective, ToyStream(distribution, 16, seed=3), config, out_dir=out_dir), student
+
+
+@pytest.mark.parametrize("method", ["apex", "dmd2", "consistency", "regression"])
+def test_resumed_run_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_path, method):
+    full, full_student = make_trainer(method, tmp_path / "full")
+    full.run()
+
+    stopped, _ = make_trainer(method, tmp_path / "resumed", dataclasses.replace(CONFIG, steps=3))
+    stopped.run()
+    resumed, resumed_student = make_trainer(method, tmp_path / "resumed")
+    assert resumed.resume()
+    assert resumed.start_step == 3
+    result = resumed.run()
+    assert result.steps == 3
+    for a, b in zip(full_student.parameters(), resumed_student.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(full.objective.state_dict().values(), resumed.objective.state_dict().values(), strict=True):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b)
+    assert [h["step"] for h in resumed.history] == list(range(1, 7))
+
+
+def test_checkpoints_rotate_and_resume_picks_the_newest(tmp_path):
+    trainer, _ = make_trainer("apex", tmp_path, dataclasses.replace(CONFIG, checkpoint_every=1, keep_checkpoints=2))
+    trainer.run()
+    assert [p.name for p in checkpoint.step_dirs(tmp_path / "checkpoints")] == ["step_0000005", "step_0000006"]
+    assert not list((tmp_path / "checkpoints").glob(".*partial"))
+
+
+def test_truncated_checkpoint_fails_with_a_clear_message_and_is_left_in_place(tmp_path):
+    trainer, _ = make_trainer("apex", tmp_path)
+    trainer.run()
+    newest = checkpoint.latest(tmp_path / "checkpoints")
+    weights = newest / "student.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    resumed, _ = make_trainer("apex", tmp_path)
+    with pytest.raises(CheckpointError, match="corrupt or truncated.*previous checkpoint"):
+        resumed.resume()
+    assert weights.exists()
+
+
+def test_checkpoint_of_another_model_is_rejected(tmp_path):
+    trainer, _ = make_trainer("apex", tmp_path)
+    trainer.run()
+    saved = checkpoint.latest(tmp_path / "checkpoints") / "student.safetensors"
+    with pytest.raises(CheckpointError, match="does not match this model"):
+        checkpoint.load_student(saved, torch.nn.Linear(2, 2))
+    with pytest.raises(CheckpointError, match=r"cond_proj.weight has shape \(16, 5\), the model expects \(16, 3\)"):
+        checkpoint.load_student(saved, tiny_mlp(cond_dim=3))
+
+
+def test_non_finite_loss_stops_training_with_advice(tmp_path):
+    trainer, student = make_trainer("apex", None)
+    with torch.no_grad():
+        next(student.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="optimizer.lr"):
+        trainer.run()
+
+
+def test_learning_rate_schedule():
+    config = OptimizerConfig(lr=1.0, warmup_steps=10, decay="cosine")
+    assert learning_rate(config, 0, 110) == pytest.approx(0.1)
+    assert learning_rate(config, 9, 110) == pytest.approx(1.0)
+    assert learning_rate(config, 60, 110) == pytest.approx(0.5)
+    assert learning_rate(OptimizerConfig(lr=2.0), 5, 10) == 2.0
