@@ -86,3 +86,22 @@ def test_learning_rate_schedule():
     assert learning_rate(config, 9, 110) == pytest.approx(1.0)
     assert learning_rate(config, 60, 110) == pytest.approx(0.5)
     assert learning_rate(OptimizerConfig(lr=2.0), 5, 10) == 2.0
+
+
+def test_student_ema_is_resumed_and_swapped_in_only_inside_the_block(tmp_path):
+    config = dataclasses.replace(CONFIG, ema_decay=0.5)
+    full, full_student = make_trainer("apex", tmp_path / "full", config)
+    full.run()
+    stopped, _ = make_trainer("apex", tmp_path / "resumed", dataclasses.replace(config, steps=3))
+    stopped.run()
+    resumed, resumed_student = make_trainer("apex", tmp_path / "resumed", config)
+    resumed.resume()
+    resumed.run()
+    for name, average in full.ema.shadow.items():
+        assert torch.equal(average, resumed.ema.shadow[name])
+    live = [p.clone() for p in full_student.parameters()]
+    with full.ema.applied():
+        for p, name in zip(full_student.parameters(), dict(full_student.named_parameters()), strict=True):
+            assert torch.equal(p, full.ema.shadow[name])
+    for p, before in zip(full_student.parameters(), live, strict=True):
+        assert torch.equal(p, before)

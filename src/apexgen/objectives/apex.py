@@ -41,6 +41,10 @@ GeneratorForm = Literal["dmd", "mix", "both"]
 RealVelocity = Literal["live", "reference"]
 Reference = Literal["teacher", "ema", "live"]
 MixWeighting = Literal["endpoint", "uniform"]
+DirectionNormalisation = Literal["none", "dmd"]
+
+# Keeps the DMD-style normaliser away from zero when the real branch fits a sample's path exactly.
+NORMALISER_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class APEXConfig:
     weight_anchor: float = 1.0  # on L_fm (``dmd``) or L_mix (``mix``, λ_c)
     weight_generator: float = 1.0
     clamp: float = 1.0  # κ: elementwise bound on the generator direction g; 0 disables the clamp
+    # [ours] "dmd": divide g per sample by mean |F_real(x_s) − (ε₂ − x_g)|, DMD's normaliser (DMD Eq. 8)
+    # written in velocities; "none": the released code's unnormalised g.
+    normalise: DirectionNormalisation = "none"
     mix_lambda: float = 0.5  # λ in T = (1 − λ)(ε − x0) + λ·sg(F_θ(x_t, t, S(c)))
     mix_weighting: MixWeighting = "uniform"  # w(t) = t(1 − t) ("endpoint") or 1
     loss: LossKind = "mse"
@@ -178,11 +185,17 @@ class APEX(Objective):
         return weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss))
 
     def branch_difference(self, x_generated: Tensor, batch: Batch, generator: torch.Generator) -> Tensor:
-        """sg(F_θ(x_s, s, S(c)) − F_real(x_s, s, c)) at x_s = s·ε₂ + (1 − s)·sg(x_g)."""
+        """sg(F_θ(x_s, s, S(c)) − F_real(x_s, s, c)) at x_s = s·ε₂ + (1 − s)·sg(x_g), optionally divided
+        per sample by DMD's normaliser mean |F_real(x_s) − (ε₂ − x_g)| (= |x_g − x̂0_real| / s)."""
         s = self.config.generator_time(batch.size, generator, x_generated.device, x_generated.dtype)
         path = flow.sample_path(x_generated.detach(), s, generator)
         with torch.no_grad():
-            return self.fake_velocity(path.x_t, s, batch.cond) - self.real_velocity(path.x_t, s, batch)
+            real = self.real_velocity(path.x_t, s, batch)
+            difference = self.fake_velocity(path.x_t, s, batch.cond) - real
+            if self.config.normalise == "dmd":
+                scale = (real - path.velocity).abs().flatten(1).mean(1).clamp_min(NORMALISER_FLOOR)
+                difference = difference / flow.broadcast_time(scale, difference)
+        return difference
 
     def generator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """L_gen = ‖F_θ(ε, 1, c) − sg(F_θ(ε, 1, c) − g)‖², g = clamp(difference, −κ, κ): moves

@@ -7,6 +7,7 @@ thread each (small MLPs do not gain from several threads, but two processes use 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -182,12 +183,14 @@ def run_job(config: ToyConfig, dataset: str, seed: int, threads: int | None = No
         student = copy.deepcopy(teacher).requires_grad_(True).train()
         objective = build_objective(method, config.method, student, teacher)
         stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
-        train = Trainer(objective, stream, config.student, description=f"{method} {dataset} s{seed}").run()
+        trainer = Trainer(objective, stream, config.student, description=f"{method} {dataset} s{seed}")
+        train = trainer.run()
         student.eval()
-        for nfe in config.eval.student_nfe:
-            metrics, generated = evaluate(distribution, student_sampler(student, nfe, seed), seed, config.eval)
-            rows.append(row(method, nfe, dataset, seed, metrics, train, objective.held_parameters()))
-            samples[f"{method} NFE {nfe}"] = generated
+        with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
+            for nfe in config.eval.student_nfe:
+                metrics, generated = evaluate(distribution, student_sampler(student, nfe, seed), seed, config.eval)
+                rows.append(row(method, nfe, dataset, seed, metrics, train, objective.held_parameters()))
+                samples[f"{method} NFE {nfe}"] = generated
         log.info("%s %s seed %d: done in %.0f s", dataset, method, seed, train.seconds)
     return JobResult(dataset, seed, rows, samples, metric_floor(distribution, seed, config.eval))
 

@@ -3,7 +3,8 @@ and validated on load with errors that name the file and the fix.
 
 Layout of ``<dir>/step_<N>/``: ``student.safetensors`` (the student's trainable parameters),
 ``objective.pt`` (the objective's own modules: fake network, heads, EMA targets, pools),
-``optimizers.pt`` and ``trainer.json`` (step, random state, data position).
+``optimizers.pt``, ``random_and_ema.pt`` (the trainer's random state and the student's EMA) and
+``trainer.json`` (step, data position, logged history).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 STEP_PREFIX = "step_"
-FILES = ("student.safetensors", "objective.pt", "optimizers.pt", "trainer.json")
+FILES = ("student.safetensors", "objective.pt", "optimizers.pt", "random_and_ema.pt", "trainer.json")
 
 
 class CheckpointError(RuntimeError):
@@ -40,6 +41,7 @@ class TrainerState:
     generator_state: torch.Tensor
     data_state: dict[str, Any]
     history: list[dict[str, float]]
+    ema: dict[str, torch.Tensor] | None = None
 
 
 def step_dirs(directory: Path) -> list[Path]:
@@ -68,7 +70,7 @@ def save(
     save_file(trainable_state(student), partial / "student.safetensors")
     torch.save(objective.state_dict(), partial / "objective.pt")
     torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, partial / "optimizers.pt")
-    torch.save(state.generator_state, partial / "generator.pt")
+    torch.save({"generator": state.generator_state, "ema": state.ema}, partial / "random_and_ema.pt")
     trainer = {"step": state.step, "data_state": state.data_state, "history": state.history}
     (partial / "trainer.json").write_text(json.dumps(trainer))
     shutil.rmtree(final, ignore_errors=True)
@@ -82,7 +84,7 @@ def load(
     path: Path, student: nn.Module, objective: nn.Module, optimizers: dict[str, torch.optim.Optimizer]
 ) -> TrainerState:
     """Restore everything saved by :func:`save`; a missing, truncated or mismatched file is an error."""
-    for name in (*FILES, "generator.pt"):
+    for name in FILES:
         if not (path / name).is_file():
             raise CheckpointError(
                 f"checkpoint {path} is incomplete: {name} is missing; delete {path} to resume "
@@ -96,7 +98,8 @@ def load(
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(saved[name])
     trainer = json.loads((path / "trainer.json").read_text())
-    return TrainerState(trainer["step"], read_torch(path / "generator.pt"), trainer["data_state"], trainer["history"])
+    extra = read_torch(path / "random_and_ema.pt")
+    return TrainerState(trainer["step"], extra["generator"], trainer["data_state"], trainer["history"], extra["ema"])
 
 
 def load_student(path: Path, student: nn.Module) -> None:

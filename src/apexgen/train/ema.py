@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -13,3 +16,40 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
         ema_param.lerp_(param.detach().to(ema_param.dtype), 1 - decay)
     for ema_buffer, buffer in zip(target.buffers(), source.buffers(), strict=True):
         ema_buffer.copy_(buffer)
+
+
+class ParameterEMA:
+    """An EMA of a module's trainable parameters (the whole model, or only its LoRA adapters), with a
+    context manager that swaps the averaged weights in for evaluation and export."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.module, self.decay = module, decay
+        self.shadow = {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        parameters = dict(self.module.named_parameters())
+        for name, average in self.shadow.items():
+            average.lerp_(parameters[name].detach().to(average.dtype), 1 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            self.shadow[name].copy_(value)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within the block the module holds the averaged weights; afterwards its own again."""
+        parameters = dict(self.module.named_parameters())
+        saved = {name: parameters[name].detach().clone() for name in self.shadow}
+        with torch.no_grad():
+            for name, average in self.shadow.items():
+                parameters[name].copy_(average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in saved.items():
+                    parameters[name].copy_(value)

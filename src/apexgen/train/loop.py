@@ -22,6 +22,7 @@ from apexgen.config import require, require_non_negative, require_positive
 from apexgen.memory import PeakMemory
 from apexgen.objectives.base import Objective
 from apexgen.train import checkpoint
+from apexgen.train.ema import ParameterEMA
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,13 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0 = no checkpoints
     keep_checkpoints: int = 2
     preview_every: int = 0  # 0 = no previews
+    ema_decay: float = 0.0  # EMA of the student's trainable weights, used for evaluation; 0 = off
     progress: bool = True
 
     def check(self) -> None:
         require_positive(self, "steps", "batch_size", "log_every")
         require_non_negative(self, "checkpoint_every", "keep_checkpoints", "preview_every")
+        require(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass
@@ -121,6 +124,7 @@ class Trainer:
         self.groups = objective.parameter_groups()
         self.optimizers = build_optimizers(self.groups, config.optimizer)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.ema = ParameterEMA(objective.student, config.ema_decay) if config.ema_decay > 0 else None
         self.history: list[dict[str, float]] = []
         self.start_step = 0
 
@@ -137,11 +141,16 @@ class Trainer:
         self.generator.set_state(state.generator_state)
         self.data.load_state_dict(state.data_state)
         self.history, self.start_step = state.history, state.step
+        if self.ema is not None:
+            if state.ema is None:
+                raise checkpoint.CheckpointError(f"{path} holds no EMA weights but this run has ema_decay > 0")
+            self.ema.load_state_dict(state.ema)
         log.info("resumed from %s (step %d of %d)", path, state.step, self.config.steps)
         return True
 
     def save(self, step: int) -> None:
-        state = checkpoint.TrainerState(step, self.generator.get_state(), self.data.state_dict(), self.history)
+        ema = None if self.ema is None else self.ema.state_dict()
+        state = checkpoint.TrainerState(step, self.generator.get_state(), self.data.state_dict(), self.history, ema)
         path = checkpoint.save(
             self.checkpoint_dir,
             self.objective.student,
@@ -192,6 +201,8 @@ class Trainer:
                 values: dict[str, float] = {}
                 for group in self.objective.schedule(step):
                     values.update(self.update(group, step))
+                if self.ema is not None:
+                    self.ema.update()
                 done = step + 1
                 if done % config.log_every == 0 or done == config.steps:
                     self.history.append({"step": done, **values})
