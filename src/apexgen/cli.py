@@ -56,7 +56,7 @@ def toy_command(args: argparse.Namespace) -> int:
         args.out,
     )
     started = time.perf_counter()
-    results = run_toy_benchmark(config)
+    results = run_toy_benchmark(config, teacher_cache=args.out / "teachers")
     wall = time.perf_counter() - started
     rows = [row for result in results for row in result.rows]
     summary = summarise(rows)

@@ -10,23 +10,27 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from apexgen.backbones.mlp import MLPConfig, MLPVelocity
 from apexgen.condition import VectorCondition
-from apexgen.config import require, require_positive
+from apexgen.config import require, require_positive, to_dict
 from apexgen.data.toy import DISTRIBUTIONS, ToyDistribution, ToyStream, toy_distribution
 from apexgen.eval.toy_metrics import mean_metrics, toy_metrics
 from apexgen.objectives import STUDENT_METHODS, MethodsConfig, build_objective, minimum_batch_size
 from apexgen.objectives.base import count_parameters
 from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
-from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer
+from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -135,23 +139,56 @@ def student_sampler(student, steps: int, seed: int):
     return lambda noise, cond, null: few_step_sample(student, noise, cond, steps, generator)
 
 
-def train_teacher(config: ToyConfig, distribution: ToyDistribution, seed: int):
+def train_teacher(config: ToyConfig, distribution: ToyDistribution, seed: int) -> tuple[MLPVelocity, TrainResult]:
     torch.manual_seed(seed)  # parameter initialisation only; all training randomness flows from seeds below
     teacher = MLPVelocity(distribution.data_dim, distribution.cond_dim, config.model)
     objective = build_objective("flow_matching", config.method, teacher, None)
     stream = ToyStream(distribution, config.teacher.batch_size, seed)
-    result = Trainer(
-        objective,
-        stream,
-        dataclasses.replace(config.teacher, seed=seed),
-        description=f"teacher {distribution.name} s{seed}",
-    ).run()
+    train_config = dataclasses.replace(config.teacher, seed=seed)
+    result = Trainer(objective, stream, train_config, description=f"teacher {distribution.name} s{seed}").run()
     return teacher.requires_grad_(False).eval(), result
 
 
-def row(method: str, nfe: int, dataset: str, seed: int, metrics, train, held_parameters: int) -> dict:
+def cached_teacher(config: ToyConfig, distribution: ToyDistribution, seed: int, cache: Path | None):
+    """The teacher for (dataset, seed), from ``cache`` when a teacher of the same settings is there."""
+    settings = {
+        "model": to_dict(config.model),
+        "teacher": to_dict(config.teacher),
+        "flow_matching": to_dict(config.method.flow_matching),
+    }
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    path = None if cache is None else cache / f"teacher_{distribution.name}_seed{seed}_{digest}.safetensors"
+    if path is not None and path.is_file():
+        teacher = MLPVelocity(distribution.data_dim, distribution.cond_dim, config.model)
+        teacher.load_state_dict(load_file(path))
+        result = TrainResult(**json.loads(path.with_suffix(".json").read_text()))
+        log.info("%s seed %d: teacher from %s", distribution.name, seed, path)
+        return teacher.requires_grad_(False).eval(), result
+    teacher, result = train_teacher(config, distribution, seed)
+    if path is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        save_file(teacher.state_dict(), path)
+        path.with_suffix(".json").write_text(json.dumps(dataclasses.asdict(result)))
+    return teacher, result
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One student to train: a method and the settings it runs with, under a label for the tables."""
+
+    label: str
+    method: str
+    methods: MethodsConfig
+
+
+def default_variants(config: ToyConfig) -> list[Variant]:
+    return [Variant(name, name, config.method) for name in config.methods]
+
+
+def row(variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, train, held: int) -> dict:
     return {
         "method": method,
+        "variant": variant,
         "nfe": nfe,
         "dataset": dataset,
         "seed": seed,
@@ -162,48 +199,70 @@ def row(method: str, nfe: int, dataset: str, seed: int, metrics, train, held_par
         "train_seconds": train.seconds,
         "peak_memory_mb": train.peak_memory_mb,
         "trainable_parameters": train.trainable_parameters,
-        "held_parameters": held_parameters,
+        "held_parameters": held,
         "steps": train.steps,
     }
 
 
-def run_job(config: ToyConfig, dataset: str, seed: int, threads: int | None = None) -> JobResult:
+def train_student(config: ToyConfig, variant: Variant, teacher, distribution, seed: int):
+    student = copy.deepcopy(teacher).requires_grad_(True).train()
+    objective = build_objective(variant.method, variant.methods, student, teacher)
+    stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
+    trainer = Trainer(
+        objective,
+        stream,
+        dataclasses.replace(config.student, seed=seed),
+        description=f"{variant.label} {distribution.name} s{seed}",
+    )
+    result = trainer.run()
+    log.info("%s seed %d: %s trained in %.0f s", distribution.name, seed, variant.label, result.seconds)
+    return student.eval(), trainer, objective, result
+
+
+def run_job(
+    config: ToyConfig,
+    dataset: str,
+    seed: int,
+    variants: list[Variant],
+    cache: Path | None = None,
+    threads: int | None = None,
+) -> JobResult:
     if threads:
         torch.set_num_threads(threads)
     distribution = toy_distribution(dataset)
-    teacher, teacher_train = train_teacher(config, distribution, seed)
+    teacher, teacher_train = cached_teacher(config, distribution, seed, cache)
     rows, samples = [], {}
     for nfe in config.eval.teacher_nfe:
         metrics, generated = evaluate(
             distribution, teacher_sampler(teacher, nfe, config.eval.guidance), seed, config.eval
         )
-        rows.append(row("teacher", nfe, dataset, seed, metrics, teacher_train, count_parameters(teacher)))
+        rows.append(row("teacher", "teacher", nfe, dataset, seed, metrics, teacher_train, count_parameters(teacher)))
         samples[f"teacher NFE {nfe}"] = generated
-    for method in config.methods:
-        student = copy.deepcopy(teacher).requires_grad_(True).train()
-        objective = build_objective(method, config.method, student, teacher)
-        stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
-        trainer = Trainer(objective, stream, config.student, description=f"{method} {dataset} s{seed}")
-        train = trainer.run()
-        student.eval()
+    for variant in variants:
+        student, trainer, objective, train = train_student(config, variant, teacher, distribution, seed)
         with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
             for nfe in config.eval.student_nfe:
                 metrics, generated = evaluate(distribution, student_sampler(student, nfe, seed), seed, config.eval)
-                rows.append(row(method, nfe, dataset, seed, metrics, train, objective.held_parameters()))
-                samples[f"{method} NFE {nfe}"] = generated
-        log.info("%s %s seed %d: done in %.0f s", dataset, method, seed, train.seconds)
+                held = objective.held_parameters()
+                rows.append(row(variant.label, variant.method, nfe, dataset, seed, metrics, train, held))
+                samples[f"{variant.label} NFE {nfe}"] = generated
     return JobResult(dataset, seed, rows, samples, metric_floor(distribution, seed, config.eval))
 
 
-def run_toy_benchmark(config: ToyConfig) -> list[JobResult]:
+def run_toy_benchmark(
+    config: ToyConfig, variants: list[Variant] | None = None, teacher_cache: Path | None = None
+) -> list[JobResult]:
+    """Every (dataset, seed) job, in ``config.workers`` processes; teachers cached in ``teacher_cache``."""
+    variants = default_variants(config) if variants is None else variants
     jobs = [(dataset, seed) for dataset in config.datasets for seed in config.seeds]
     started = time.perf_counter()
     if config.workers == 1 or len(jobs) == 1:
-        results = [run_job(config, dataset, seed) for dataset, seed in jobs]
+        results = [run_job(config, dataset, seed, variants, teacher_cache) for dataset, seed in jobs]
     else:
-        workers = min(config.workers, len(jobs))
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_job, config, dataset, seed, 1) for dataset, seed in jobs]
+        with ProcessPoolExecutor(min(config.workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+            futures = [
+                pool.submit(run_job, config, dataset, seed, variants, teacher_cache, 1) for dataset, seed in jobs
+            ]
             results = [future.result() for future in futures]
     log.info("toy benchmark: %d jobs in %.0f s", len(jobs), time.perf_counter() - started)
     return results

@@ -18,13 +18,14 @@ METHOD_ORDER = ("teacher", "apex", "twinflow", "dmd2", "consistency", "regressio
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds for every (dataset, method, nfe)."""
+    """Mean and standard deviation over seeds for every (dataset, variant, nfe)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["dataset"], row["method"], row["nfe"])].append(row)
+        groups[(row["dataset"], row["variant"], row["nfe"])].append(row)
     summary = []
-    for (dataset, method, nfe), members in groups.items():
-        entry = {"dataset": dataset, "method": method, "nfe": nfe, "seeds": len(members)}
+    for (dataset, variant, nfe), members in groups.items():
+        method = members[0]["method"]
+        entry = {"dataset": dataset, "method": method, "variant": variant, "nfe": nfe, "seeds": len(members)}
         for key in (*METRICS, "train_seconds", "peak_memory_mb"):
             values = [m[key] for m in members]
             entry[f"{key}_mean"] = statistics.fmean(values)
@@ -33,18 +34,19 @@ def summarise(rows: list[dict]) -> list[dict]:
         entry["held_parameters"] = members[0]["held_parameters"]
         summary.append(entry)
     order = {name: i for i, name in enumerate(METHOD_ORDER)}
-    return sorted(summary, key=lambda e: (e["dataset"], order.get(e["method"], 99), e["nfe"]))
+    return sorted(summary, key=lambda e: (e["dataset"], order.get(e["method"], 99), e["variant"], e["nfe"]))
 
 
 def format_table(summary: list[dict], floors: dict[str, list[float]]) -> str:
+    width = max([12] + [len(e["variant"]) for e in summary])
     header = (
-        f"{'dataset':8} {'method':12} {'NFE':>3}  {'sliced W2':>15}  {'MMD²':>17}  {'coverage':>8}  "
+        f"{'dataset':8} {'method':{width}} {'NFE':>3}  {'sliced W2':>15}  {'MMD²':>17}  {'coverage':>8}  "
         f"{'precision':>9}  {'train s':>7}  {'peak MB':>7}  {'trained':>8}  {'held':>8}"
     )
     lines = [header, "-" * len(header)]
     for e in summary:
         lines.append(
-            f"{e['dataset']:8} {e['method']:12} {e['nfe']:>3}  {e['sw2_mean']:7.4f} ± {e['sw2_std']:.4f}  "
+            f"{e['dataset']:8} {e['variant']:{width}} {e['nfe']:>3}  {e['sw2_mean']:7.4f} ± {e['sw2_std']:.4f}  "
             f"{e['mmd_mean']:8.5f} ± {e['mmd_std']:.5f}  {e['coverage_mean']:8.3f}  {e['precision_mean']:9.3f}  "
             f"{e['train_seconds_mean']:7.1f}  {e['peak_memory_mb_mean']:7.1f}  {e['trainable_parameters']:8d}  "
             f"{e['held_parameters']:8d}"
