@@ -98,6 +98,10 @@ def test_bad_latents_conditions_and_transformers_are_rejected():
         backbone(torch.randn(2, 4, 15, 16), torch.ones(2), cond)
     with pytest.raises(ValueError, match="pooled"):
         backbone(torch.randn(2, 4, 16, 16), torch.ones(2), TextCondition(cond.tokens))
+    z_image = tiny_backbone("z_image")
+    no_tokens = TextCondition(cond.tokens, None, torch.zeros(2, cond.tokens.shape[1], dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"rows \[0, 1\] have none"):
+        z_image(torch.randn(2, 4, 16, 16), torch.ones(2), no_tokens)
     with pytest.raises(TypeError, match="FluxBackbone wraps a FluxTransformer2DModel, got SD3Transformer2DModel"):
         adapter_class("flux")(backbone.transformer)
 

@@ -75,4 +75,10 @@ def caption_features(cond: TextCondition) -> list[Tensor]:
     """One (L_i, D) tensor per sample: the valid tokens only, as the pipeline's text encoding returns them."""
     if cond.mask is None:
         return list(cond.tokens.unbind(0))
+    empty = [row for row, mask in enumerate(cond.mask) if not mask.any()]
+    if empty:
+        raise ValueError(
+            f"Z-Image needs at least one valid caption token per sample; rows {empty} have none (the pipeline "
+            "encodes even the empty prompt into chat-template tokens: use those for the null condition)"
+        )
     return [tokens[mask.bool()] for tokens, mask in zip(cond.tokens, cond.mask, strict=True)]
