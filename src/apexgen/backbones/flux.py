@@ -1,0 +1,74 @@
+"""FLUX.1 (``FluxTransformer2DModel``: joint blocks, then single-stream blocks).
+
+How ``FluxPipeline`` calls it: latents packed 2×2 into tokens (B, H/2·W/2, 4C); ``img_ids`` = (0, row,
+column) of each token and ``txt_ids`` = zeros, both 2-D; ``timestep`` = σ (the scheduler's σ·1000 divided
+by 1000; the transformer multiplies by 1000 itself), in the latents' dtype; ``guidance`` = the distilled
+guidance scale (FLUX.1-dev, ``guidance_embeds=True``) or None; T5 tokens and pooled CLIP vectors; no
+text mask. The output is the packed velocity ε − x0, no sign change.
+
+Condition shift: ``context_embedder`` (a Linear, no norm before it) projects the T5 tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import FluxTransformer2DModel
+from torch import Tensor
+
+from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, DiffusersBackbone
+from apexgen.backbones.packing import PACK, pack_latents, token_grid_ids, unpack_latents
+from apexgen.condition import TextCondition
+
+# FluxPipeline's default guidance_scale, used only by guidance-distilled transformers (FLUX.1-dev).
+DEFAULT_GUIDANCE = 3.5
+
+
+class FluxBackbone(DiffusersBackbone):
+    transformer_class = FluxTransformer2DModel
+    text_projection = "transformer.context_embedder"
+    feature_output_index = 1  # both kinds of block return (text tokens, image tokens)
+    lora_targets = (
+        rf"transformer_blocks\.\d+\.attn\.{JOINT_ATTENTION}",
+        rf"transformer_blocks\.\d+\.(ff|ff_context)\.{FEED_FORWARD}",
+        r"single_transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v)",
+        r"single_transformer_blocks\.\d+\.(proj_mlp|proj_out)",  # proj_out: attention output and MLP output
+        r"time_text_embed\.timestep_embedder\.linear_[12]",
+    )
+
+    def __init__(self, transformer: FluxTransformer2DModel, guidance_scale: float = DEFAULT_GUIDANCE):
+        super().__init__(transformer)
+        self.guidance_scale = guidance_scale
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.in_channels // (PACK * PACK)
+
+    @property
+    def spatial_multiple(self) -> int:
+        return PACK
+
+    def late_block(self) -> str:
+        if self.config.num_single_layers:
+            return f"single_transformer_blocks.{self.config.num_single_layers - 1}"
+        return f"transformer_blocks.{self.config.num_layers - 1}"
+
+    def hidden_size(self) -> int:
+        return self.config.num_attention_heads * self.config.attention_head_dim
+
+    def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
+        t = self.check_inputs(x_t, t, cond, needs_pooled=True)
+        height, width = x_t.shape[-2:]
+        guidance = None
+        if self.config.guidance_embeds:
+            guidance = torch.full((x_t.shape[0],), self.guidance_scale, device=x_t.device, dtype=torch.float32)
+        velocity = self.transformer(
+            hidden_states=pack_latents(x_t),
+            timestep=t.to(x_t.dtype),
+            guidance=guidance,
+            pooled_projections=cond.pooled,
+            encoder_hidden_states=cond.tokens,
+            txt_ids=torch.zeros(cond.tokens.shape[1], 3, device=x_t.device, dtype=x_t.dtype),
+            img_ids=token_grid_ids(height, width, device=x_t.device, dtype=x_t.dtype),
+            return_dict=False,
+        )[0]
+        return unpack_latents(velocity, height, width)

@@ -1,0 +1,84 @@
+"""Z-Image (``ZImageTransformer2DModel``: single-stream DiT over [image tokens, caption tokens]).
+
+How ``ZImagePipeline`` calls it, which differs from the other four:
+* inputs are lists, one entry per sample: latents (C, 1, H, W) (a frame axis) and caption features
+  (L_i, D) holding only that prompt's valid tokens (the text mask applied);
+* the time is reversed: the pipeline passes (1000 − σ·1000) / 1000 = 1 − σ, so the transformer's time is
+  0 at noise and 1 at data (it multiplies by ``t_scale`` = 1000 itself);
+* the output is negated before ``scheduler.step``: the transformer predicts x0 − ε, our −v.
+So F(x_t, t, c) = −transformer(x_t, 1 − t, c).
+
+Condition shift: ``cap_embedder`` = Sequential(RMSNorm, Linear), the caption norm and projection; its
+output (before the caption refiner blocks) is the projected text stream.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ZImageTransformer2DModel
+from torch import Tensor
+
+from apexgen.backbones.diffusers_backbone import DiffusersBackbone
+from apexgen.condition import TextCondition
+
+
+class ZImageBackbone(DiffusersBackbone):
+    transformer_class = ZImageTransformer2DModel
+    text_projection = "transformer.cap_embedder"
+    lora_targets = (
+        r"(layers|noise_refiner|context_refiner)\.\d+\.attention\.(to_q|to_k|to_v|to_out\.0)",
+        r"(layers|noise_refiner|context_refiner)\.\d+\.feed_forward\.(w1|w2|w3)",
+        r"t_embedder\.mlp\.(0|2)",
+    )
+
+    def __init__(self, transformer: ZImageTransformer2DModel):
+        super().__init__(transformer)
+        self.image_tokens = 0  # image tokens (first in the unified sequence) of the latest call, for pooling
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.in_channels
+
+    @property
+    def spatial_multiple(self) -> int:
+        return self.patch_size
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.all_patch_size[0]
+
+    def late_block(self) -> str:
+        return f"layers.{self.config.n_layers - 1}"
+
+    def hidden_size(self) -> int:
+        return self.config.dim
+
+    def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
+        t = self.check_inputs(x_t, t, cond)
+        self.image_tokens = (x_t.shape[-2] // self.patch_size) * (x_t.shape[-1] // self.patch_size)
+        outputs = self.transformer(
+            list(x_t.unsqueeze(2).unbind(0)),
+            1 - t.to(torch.float32),
+            caption_features(cond),
+            patch_size=self.patch_size,
+            f_patch_size=self.config.all_f_patch_size[0],
+            return_dict=False,
+        )[0]
+        return -torch.stack(outputs, dim=0).squeeze(2)
+
+    def pool_features(self, output) -> Tensor:
+        """Mean over the image tokens, which come first in each sample's unified sequence."""
+        return output[:, : self.image_tokens].mean(1)
+
+
+def caption_features(cond: TextCondition) -> list[Tensor]:
+    """One (L_i, D) tensor per sample: the valid tokens only, as the pipeline's text encoding returns them."""
+    if cond.mask is None:
+        return list(cond.tokens.unbind(0))
+    empty = [row for row, mask in enumerate(cond.mask) if not mask.any()]
+    if empty:
+        raise ValueError(
+            f"Z-Image needs at least one valid caption token per sample; rows {empty} have none (the pipeline "
+            "encodes even the empty prompt into chat-template tokens: use those for the null condition)"
+        )
+    return [tokens[mask.bool()] for tokens, mask in zip(cond.tokens, cond.mask, strict=True)]
