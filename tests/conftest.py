@@ -21,3 +21,8 @@ def toy_batch(size: int = 16, cond_dim: int = 3, dtype=torch.float32, seed: int 
     x0 = torch.randn(size, 2, generator=generator, dtype=dtype)
     cond = torch.randn(size, cond_dim, generator=generator, dtype=dtype)
     return Batch(x0, VectorCondition(cond), VectorCondition(torch.zeros_like(cond)))
+
+
+# Tiny models gain nothing from several threads, and on a busy 2-core machine OpenMP threads competing with
+# other processes can make small matrix products orders of magnitude slower.
+torch.set_num_threads(1)

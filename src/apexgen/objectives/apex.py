@@ -73,6 +73,9 @@ class APEXConfig:
     weight_fake: float = 1.0  # λ_p
     weight_anchor: float = 1.0  # on L_fm (``dmd``) or L_mix (``mix``, λ_c)
     weight_generator: float = 1.0
+    # [ours] two time-scale updates: extra fake-branch-only steps (L_fake on a whole fresh batch, with their
+    # own optimiser state) before each main step, as DMD2 updates its critic more often than its generator.
+    fake_updates: int = 0
     clamp: float = 1.0  # κ: elementwise bound on the generator direction g; 0 disables the clamp
     # [ours] "dmd": divide g per sample by mean |F_real(x_s) − (ε₂ − x_g)|, DMD's normaliser (DMD Eq. 8)
     # written in velocities; "none": the released code's unnormalised g.
@@ -90,6 +93,7 @@ class APEXConfig:
     generator_time: TimeSampler = field(default_factory=TimeSampler)
 
     def check(self) -> None:
+        require_non_negative(self, "fake_updates")
         require_non_negative(self, "weight_fake", "weight_anchor", "weight_generator", "clamp", "enhanced_ratio")
         require_fraction(self, "mix_lambda")
         require(0 <= self.reference_ema_decay < 1, "reference_ema_decay", "must be in [0, 1)")
@@ -211,7 +215,18 @@ class APEX(Objective):
             diagnostics["clamped_fraction"] = (difference.abs() > self.config.clamp).float().mean().item()
         return loss, diagnostics
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = super().parameter_groups()
+        if self.config.fake_updates:
+            groups["fake"] = groups["student"]  # same weights, its own optimiser state
+        return groups
+
+    def schedule(self, step: int) -> list[str]:
+        return ["fake"] * self.config.fake_updates + ["student"]
+
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
+        if group == "fake":
+            return combine({"fake": (1.0, self.fake_loss(batch, generator))}, {})
         config = self.config
         rows = partition(batch, config.slices.as_dict())
         terms: dict[str, tuple[float, Tensor]] = {}

@@ -211,7 +211,8 @@ class Trainer:
                     self.preview(done)
                 if self.checkpoint_dir and config.checkpoint_every and done % config.checkpoint_every == 0:
                     self.save(done)
-        trainable = sum(p.numel() for params in self.groups.values() for p in params)
+        unique = {id(p): p for params in self.groups.values() for p in params}
+        trainable = sum(p.numel() for p in unique.values())
         result = TrainResult(
             config.steps - self.start_step,
             time.perf_counter() - started,
