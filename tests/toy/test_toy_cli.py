@@ -7,8 +7,18 @@ import pytest
 
 from apexgen.cli import main
 
-ROW_KEYS = {"method", "nfe", "dataset", "seed", "sw2", "mmd", "coverage", "precision", "train_seconds",
-            "peak_memory_mb"}
+ROW_KEYS = {
+    "method",
+    "nfe",
+    "dataset",
+    "seed",
+    "sw2",
+    "mmd",
+    "coverage",
+    "precision",
+    "train_seconds",
+    "peak_memory_mb",
+}
 
 
 @pytest.fixture(scope="module")

@@ -226,19 +226,24 @@ class APEX(Objective):
 
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
         if group == "fake":
-            return combine({"fake": (1.0, self.fake_loss(batch, generator))}, {})
+            with self.ledger.section("fake"):
+                return combine({"fake": (1.0, self.fake_loss(batch, generator))}, {})
         config = self.config
         rows = partition(batch, config.slices.as_dict())
         terms: dict[str, tuple[float, Tensor]] = {}
         diagnostics: dict[str, float] = {}
         if "anchor" in rows:
-            if config.generator_form in ("mix", "both"):
-                terms["mix"] = (config.weight_anchor, self.mix_loss(rows["anchor"], generator))
-            else:
-                terms["anchor"] = (config.weight_anchor, self.anchor_loss(rows["anchor"], generator))
+            uses_mix = config.generator_form in ("mix", "both")
+            with self.ledger.section("mix" if uses_mix else "anchor"):
+                if uses_mix:
+                    terms["mix"] = (config.weight_anchor, self.mix_loss(rows["anchor"], generator))
+                else:
+                    terms["anchor"] = (config.weight_anchor, self.anchor_loss(rows["anchor"], generator))
         if "fake" in rows:
-            terms["fake"] = (config.weight_fake, self.fake_loss(rows["fake"], generator))
+            with self.ledger.section("fake"):
+                terms["fake"] = (config.weight_fake, self.fake_loss(rows["fake"], generator))
         if "generator" in rows:
-            generator_term, diagnostics = self.generator_loss(rows["generator"], generator)
+            with self.ledger.section("generator"):
+                generator_term, diagnostics = self.generator_loss(rows["generator"], generator)
             terms["generator"] = (config.weight_generator, generator_term)
         return combine(terms, diagnostics)

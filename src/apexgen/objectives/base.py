@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from apexgen.batch import Batch
+from apexgen.train.ledger import NullLedger, TimeLedger
 
 LossKind = Literal["mse", "barron"]
 
@@ -110,6 +111,7 @@ class Objective(nn.Module):
     def __init__(self, student: nn.Module):
         super().__init__()
         self._student = [student]  # a list keeps the student out of this module's own state_dict
+        self.ledger: TimeLedger = NullLedger()  # the trainer attaches its own to time each loss term
 
     @property
     def student(self) -> nn.Module:

@@ -65,12 +65,13 @@ class ConsistencyDistillation(Objective):
         n = torch.randint(1, self.config.solver_steps + 1, (batch.size,), generator=generator, device=batch.x0.device)
         t_now, t_next = self.grid[n], self.grid[n - 1]
         path = flow.sample_path(batch.x0, t_now, generator)
-        with torch.no_grad():
+        with torch.no_grad(), self.ledger.section("teacher_solver"):
             velocity = guided_velocity(self.teacher, path.x_t, t_now, batch.cond, batch.null_cond, self.config.guidance)
             x_next = path.x_t + flow.broadcast_time(t_next - t_now, path.x_t) * velocity
             target = endpoint(self.target, x_next, t_next, batch.cond)
-        prediction = endpoint(self.student, path.x_t, t_now, batch.cond)
-        term = weighted_mean(per_sample_error(prediction, target, self.config.loss))
+        with self.ledger.section("consistency"):
+            prediction = endpoint(self.student, path.x_t, t_now, batch.cond)
+            term = weighted_mean(per_sample_error(prediction, target, self.config.loss))
         return combine({"consistency": (1.0, term)}, {})
 
     def after_update(self, group: str) -> None:

@@ -106,17 +106,20 @@ class DMD2(Objective):
     def critic_loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
         """The fake score learns the generator's distribution by flow matching on sg(G(ε, c)); the
         discriminator head, when on, separates noised real from noised generated samples."""
-        with torch.no_grad():
-            x_fake, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, generator), batch.cond)
-        t = self.config.fake_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
-        path = flow.sample_path(x_fake, t, generator)
-        prediction = self.fake(path.x_t, t, batch.cond)
-        terms = {"fake_score": (1.0, weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss)))}
+        with self.ledger.section("fake_score"):
+            with torch.no_grad():
+                x_fake, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, generator), batch.cond)
+            t = self.config.fake_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
+            path = flow.sample_path(x_fake, t, generator)
+            prediction = self.fake(path.x_t, t, batch.cond)
+            fake_score = weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss))
+        terms = {"fake_score": (1.0, fake_score)}
         if self.head is not None:
-            t_d = self.config.discriminator_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
-            real_logits = self.discriminate(batch.x0, t_d, batch, generator)
-            fake_logits = self.discriminate(x_fake, t_d, batch, generator)
-            gan = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+            with self.ledger.section("gan_critic"):
+                t_d = self.config.discriminator_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
+                real_logits = self.discriminate(batch.x0, t_d, batch, generator)
+                fake_logits = self.discriminate(x_fake, t_d, batch, generator)
+                gan = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
             terms["gan_critic"] = (self.config.weight_gan_critic, gan)
         return combine(terms, {})
 
@@ -136,12 +139,14 @@ class DMD2(Objective):
         return direction
 
     def generator_loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
-        x_generated, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, generator), batch.cond)
-        direction = self.distribution_matching_direction(x_generated, batch, generator)
-        matching = weighted_mean(per_sample_error(x_generated, x_generated - direction, self.config.loss))
+        with self.ledger.section("distribution_matching"):
+            x_generated, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, generator), batch.cond)
+            direction = self.distribution_matching_direction(x_generated, batch, generator)
+            matching = weighted_mean(per_sample_error(x_generated, x_generated - direction, self.config.loss))
         terms = {"distribution_matching": (self.config.weight_distribution_matching, matching)}
         if self.head is not None:
-            t_d = self.config.discriminator_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
-            logits = self.discriminate(x_generated, t_d, batch, generator)
+            with self.ledger.section("gan_generator"):
+                t_d = self.config.discriminator_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
+                logits = self.discriminate(x_generated, t_d, batch, generator)
             terms["gan_generator"] = (self.config.weight_gan_generator, F.softplus(-logits).mean())
         return combine(terms, {"dmd_direction_norm": direction.flatten(1).norm(dim=1).mean().item()})

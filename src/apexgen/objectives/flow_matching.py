@@ -41,6 +41,7 @@ class FlowMatching(Objective):
         path = flow.sample_path(batch.x0, t, generator)
         dropped = torch.rand(batch.size, generator=generator, device=batch.x0.device) < self.config.condition_dropout
         cond = batch.cond.where(dropped, batch.null_cond)
-        prediction = self.student(path.x_t, t, cond)
-        term = weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss))
+        with self.ledger.section("flow_matching"):
+            prediction = self.student(path.x_t, t, cond)
+            term = weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss))
         return combine({"flow_matching": (1.0, term)}, {})

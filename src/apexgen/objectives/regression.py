@@ -86,6 +86,7 @@ class Regression(Objective):
         if self.pool is None:
             raise RuntimeError("Regression.prepare() must fill the pool of teacher endpoints before training")
         index = torch.randint(0, self.config.pairs, (batch.size,), generator=generator, device=batch.x0.device)
-        x_generated, _ = one_step_with_velocity(self.student, self.pool.noise[index], self.pool.cond.rows(index))
-        term = weighted_mean(per_sample_error(x_generated, self.pool.endpoints[index], self.config.loss))
+        with self.ledger.section("regression"):
+            x_generated, _ = one_step_with_velocity(self.student, self.pool.noise[index], self.pool.cond.rows(index))
+            term = weighted_mean(per_sample_error(x_generated, self.pool.endpoints[index], self.config.loss))
         return combine({"regression": (1.0, term)}, {})

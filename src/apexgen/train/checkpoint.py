@@ -21,6 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from apexgen.train.distributed import Distributed
+
 log = logging.getLogger(__name__)
 
 STEP_PREFIX = "step_"
@@ -61,35 +63,52 @@ def save(
     optimizers: dict[str, torch.optim.Optimizer],
     state: TrainerState,
     keep: int,
-) -> Path:
-    """Write ``step_<N>`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    distributed: Distributed | None = None,
+) -> Path | None:
+    """Write ``step_<N>`` atomically (main process), then delete all but the newest ``keep``. Weights are
+    identical on every rank; each rank's random state and data position are gathered and saved."""
+    distributed = distributed or Distributed()
+    per_rank = distributed.gather({"generator": state.generator_state, "data_state": state.data_state})
     final = directory / f"{STEP_PREFIX}{state.step:07d}"
-    partial = directory / f".{final.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_file(trainable_state(student), partial / "student.safetensors")
-    torch.save(objective.state_dict(), partial / "objective.pt")
-    torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, partial / "optimizers.pt")
-    torch.save({"generator": state.generator_state, "ema": state.ema}, partial / "random_and_ema.pt")
-    trainer = {"step": state.step, "data_state": state.data_state, "history": state.history}
-    (partial / "trainer.json").write_text(json.dumps(trainer))
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    for old in step_dirs(directory)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    if distributed.is_main:
+        partial = directory / f".{final.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        save_file(trainable_state(student), partial / "student.safetensors")
+        torch.save(objective.state_dict(), partial / "objective.pt")
+        torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, partial / "optimizers.pt")
+        torch.save({"ranks": per_rank, "ema": state.ema}, partial / "random_and_ema.pt")
+        trainer = {"step": state.step, "world_size": distributed.world_size, "history": state.history}
+        (partial / "trainer.json").write_text(json.dumps(trainer))
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        for old in step_dirs(directory)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
+    return final if distributed.is_main else None
 
 
 def load(
-    path: Path, student: nn.Module, objective: nn.Module, optimizers: dict[str, torch.optim.Optimizer]
+    path: Path,
+    student: nn.Module,
+    objective: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    distributed: Distributed | None = None,
 ) -> TrainerState:
     """Restore everything saved by :func:`save`; a missing, truncated or mismatched file is an error."""
+    distributed = distributed or Distributed()
     for name in FILES:
         if not (path / name).is_file():
             raise CheckpointError(
-                f"checkpoint {path} is incomplete: {name} is missing; delete {path} to resume "
-                "from the previous checkpoint"
+                f"checkpoint {path} is incomplete: {name} is missing; delete {path} to resume from the previous "
+                "checkpoint"
             )
+    trainer = json.loads((path / "trainer.json").read_text())
+    if trainer["world_size"] != distributed.world_size:
+        raise CheckpointError(
+            f"{path} was written by {trainer['world_size']} process(es), this run has "
+            f"{distributed.world_size}; resume with the same number of processes"
+        )
     load_student(path / "student.safetensors", student)
     objective.load_state_dict(read_torch(path / "objective.pt"))
     saved = read_torch(path / "optimizers.pt")
@@ -97,9 +116,9 @@ def load(
         raise CheckpointError(f"{path}/optimizers.pt holds groups {sorted(saved)}, this run has {sorted(optimizers)}")
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(saved[name])
-    trainer = json.loads((path / "trainer.json").read_text())
     extra = read_torch(path / "random_and_ema.pt")
-    return TrainerState(trainer["step"], extra["generator"], trainer["data_state"], trainer["history"], extra["ema"])
+    mine = extra["ranks"][distributed.rank]
+    return TrainerState(trainer["step"], mine["generator"], mine["data_state"], trainer["history"], extra["ema"])
 
 
 def load_student(path: Path, student: nn.Module) -> None:

@@ -3,10 +3,12 @@ progress, previews and checkpoints; the objective enters on one line (``objectiv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +24,9 @@ from apexgen.config import require, require_non_negative, require_positive
 from apexgen.memory import PeakMemory
 from apexgen.objectives.base import Objective
 from apexgen.train import checkpoint
+from apexgen.train.distributed import Distributed
 from apexgen.train.ema import ParameterEMA
+from apexgen.train.ledger import TimeLedger
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +49,21 @@ class OptimizerConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1000
-    batch_size: int = 64
+    batch_size: int = 64  # rows per process per micro-batch
+    accumulation: int = 1  # micro-batches per optimiser step; global batch = batch × accumulation × processes
     seed: int = 0
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast for the forward passes; weights stay fp32
     log_every: int = 50
     checkpoint_every: int = 0  # 0 = no checkpoints
     keep_checkpoints: int = 2
     preview_every: int = 0  # 0 = no previews
     ema_decay: float = 0.0  # EMA of the student's trainable weights, used for evaluation; 0 = off
+    tensorboard: bool = True  # event files in <out>/tensorboard (main process only)
     progress: bool = True
 
     def check(self) -> None:
-        require_positive(self, "steps", "batch_size", "log_every")
+        require_positive(self, "steps", "batch_size", "accumulation", "log_every")
         require_non_negative(self, "checkpoint_every", "keep_checkpoints", "preview_every")
         require(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
 
@@ -103,28 +110,37 @@ def learning_rate(config: OptimizerConfig, step: int, total_steps: int) -> float
     return config.lr * warmup
 
 
+# Ranks draw different noise: their generators are seeded seed + rank·RANK_SEED_STRIDE.
+RANK_SEED_STRIDE = 1_000_003
+
+
 class Trainer:
+    """Drives an objective: per step, for each group in ``objective.schedule(step)``, a fresh batch, the
+    objective's loss, backward, gradient averaging over processes, clipping and the optimiser step; then
+    EMA, logs, the ledger, previews and checkpoints. Only the main process writes files."""
+
     def __init__(
         self,
         objective: Objective,
         data: DataStream,
         config: TrainConfig,
         out_dir: Path | None = None,
-        device: torch.device | str = "cpu",
+        distributed: Distributed | None = None,
         preview: Callable[[int], None] | None = None,
         description: str = "train",
     ):
-        self.objective, self.data, self.config = objective, data, config
-        self.out_dir, self.device, self.preview, self.description = (
-            out_dir,
-            torch.device(device),
-            preview,
-            description,
-        )
+        self.objective, self.data, self.config, self.out_dir = objective, data, config, out_dir
+        self.distributed = distributed or Distributed()
+        self.device, self.preview, self.description = self.distributed.device, preview, description
+        self.distributed.broadcast_parameters(objective.student)
+        self.distributed.broadcast_parameters(objective)
         self.groups = objective.parameter_groups()
         self.optimizers = build_optimizers(self.groups, config.optimizer)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        seed = config.seed + RANK_SEED_STRIDE * self.distributed.rank
+        self.generator = torch.Generator(self.device).manual_seed(seed)
         self.ema = ParameterEMA(objective.student, config.ema_decay) if config.ema_decay > 0 else None
+        self.ledger = TimeLedger(self.device)
+        objective.ledger = self.ledger
         self.history: list[dict[str, float]] = []
         self.start_step = 0
 
@@ -137,7 +153,7 @@ class Trainer:
         path = None if self.checkpoint_dir is None else checkpoint.latest(self.checkpoint_dir)
         if path is None:
             return False
-        state = checkpoint.load(path, self.objective.student, self.objective, self.optimizers)
+        state = checkpoint.load(path, self.objective.student, self.objective, self.optimizers, self.distributed)
         self.generator.set_state(state.generator_state)
         self.data.load_state_dict(state.data_state)
         self.history, self.start_step = state.history, state.step
@@ -158,70 +174,104 @@ class Trainer:
             self.optimizers,
             state,
             self.config.keep_checkpoints,
+            self.distributed,
         )
-        log.info("saved %s", path)
+        if path is not None:
+            log.info("saved %s", path)
+
+    def autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def update(self, group: str, step: int) -> dict[str, float]:
-        """One optimiser step of ``group`` on a fresh batch; returns its logged values."""
-        optimizer = self.optimizers[group]
+        """One optimiser step of ``group`` over ``accumulation`` fresh micro-batches; returns its logs."""
+        config, optimizer = self.config, self.optimizers[group]
         for param_group in optimizer.param_groups:
-            param_group["lr"] = learning_rate(self.config.optimizer, step, self.config.steps)
+            param_group["lr"] = learning_rate(config.optimizer, step, config.steps)
+        values: dict[str, float] = defaultdict(float)
         with only_group_trainable(self.groups, group):
-            output = self.objective.loss(group, next(self.data), self.generator)
-            output.loss.backward()
-        if not math.isfinite(output.loss.item()):
-            raise FloatingPointError(
-                f"{self.description}: loss of group '{group}' is {output.loss.item()} at step "
-                f"{step}; lower optimizer.lr or enable optimizer.grad_clip"
-            )
-        if self.config.optimizer.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.groups[group], self.config.optimizer.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        self.objective.after_update(group)
-        values = {f"{group}/{name}": value.item() for name, value in output.terms.items()}
-        values.update({f"{group}/{name}": value for name, value in output.diagnostics.items()})
+            for _ in range(config.accumulation):
+                with self.ledger.section("data"):
+                    batch = next(self.data)
+                with self.autocast():
+                    output = self.objective.loss(group, batch, self.generator)
+                with self.ledger.section("backward"):
+                    (output.loss / config.accumulation).backward()
+                check_finite(output.loss, group, step, self.description)
+                for name, value in [*output.terms.items(), *output.diagnostics.items()]:
+                    values[f"{group}/{name}"] += float(value) / config.accumulation
+        with self.ledger.section("optimizer"):
+            self.distributed.average_gradients(self.groups[group])
+            if config.optimizer.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.groups[group], config.optimizer.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            self.objective.after_update(group)
+        return dict(values)
+
+    def step(self, step: int) -> dict[str, float]:
+        with self.ledger.step(step + 1):
+            values: dict[str, float] = {}
+            for group in self.objective.schedule(step):
+                values.update(self.update(group, step))
+            if self.ema is not None:
+                self.ema.update()
         return values
 
     def run(self) -> TrainResult:
+        config, main = self.config, self.distributed.is_main
         if self.start_step == 0:
             self.objective.prepare(self.data, self.generator)
-        config = self.config
+        board = tensorboard_writer(self.out_dir) if main and config.tensorboard and self.out_dir else None
         started = time.perf_counter()
         bar = tqdm(
             range(self.start_step, config.steps),
             desc=self.description,
-            disable=not config.progress,
+            disable=not (config.progress and main),
             initial=self.start_step,
             total=config.steps,
             dynamic_ncols=True,
         )
         with PeakMemory(self.device) as peak:
             for step in bar:
-                values: dict[str, float] = {}
-                for group in self.objective.schedule(step):
-                    values.update(self.update(group, step))
-                if self.ema is not None:
-                    self.ema.update()
-                done = step + 1
+                values, done = self.step(step), step + 1
                 if done % config.log_every == 0 or done == config.steps:
+                    values = self.distributed.mean_over_ranks(values)
                     self.history.append({"step": done, **values})
                     bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-                if self.preview and config.preview_every and done % config.preview_every == 0:
+                    for name, value in values.items() if board else ():
+                        board.add_scalar(name, value, done)
+                if main and self.preview and config.preview_every and done % config.preview_every == 0:
                     self.preview(done)
                 if self.checkpoint_dir and config.checkpoint_every and done % config.checkpoint_every == 0:
                     self.save(done)
+        if board is not None:
+            board.close()
+        return self.finish(time.perf_counter() - started, peak)
+
+    def finish(self, seconds: float, peak: PeakMemory) -> TrainResult:
         unique = {id(p): p for params in self.groups.values() for p in params}
         trainable = sum(p.numel() for p in unique.values())
         result = TrainResult(
-            config.steps - self.start_step,
-            time.perf_counter() - started,
-            peak.mib,
-            peak.method,
-            trainable,
-            self.history,
+            self.config.steps - self.start_step, seconds, peak.mib, peak.method, trainable, self.history
         )
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.distributed.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "history.json").write_text(json.dumps(self.history))
+            self.ledger.write(self.out_dir)
         return result
+
+
+def check_finite(loss: torch.Tensor, group: str, step: int, description: str) -> None:
+    if not math.isfinite(loss.item()):
+        raise FloatingPointError(
+            f"{description}: loss of group '{group}' is {loss.item()} at step {step + 1}; "
+            "lower optimizer.lr or enable optimizer.grad_clip"
+        )
+
+
+def tensorboard_writer(out_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out_dir / "tensorboard"))
