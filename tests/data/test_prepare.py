@@ -127,3 +127,10 @@ def test_bad_input_fails_before_any_encoding(tmp_path, monkeypatch):
     monkeypatch.setattr(PipelineEncoder, "__init__", lambda *args: pytest.fail("an encoder was built"))
     with pytest.raises(DataError, match="has no metadata.jsonl"):
         prepare_dataset(config(folder), None, "sd3")
+
+
+def test_a_source_of_only_unreadable_images_fails_and_leaves_no_cache_behind(tmp_path):
+    folder = image_folder(tmp_path / "set", corrupt=range(len(CAPTIONS)))
+    with pytest.raises(DataError, match="none of the 6 images could be decoded"):
+        prepare_dataset(config(folder, cache_dir=str(tmp_path / "cache")), tiny_pipeline("sd3"), "sd3")
+    assert list((tmp_path / "cache").iterdir()) == []

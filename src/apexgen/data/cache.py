@@ -7,9 +7,10 @@ shards with their sample counts and byte sizes, the latent shape), ``shard_00000
 when None) and ``null.safetensors`` (the empty prompt). ``key`` hashes the identity: the data source
 (file contents, or sizes and modification times), the resolution, the encoding settings, and every
 encoding component of the pipeline (text encoders, tokenizers, VAE: class, config and a probe of each
-weight tensor). Changed data or encoders therefore get a new folder. A folder is written under a
-temporary name and renamed when complete; on opening, a missing or mismatched index, a missing shard or
-one of another size (truncated) is logged and the cache rebuilt, never used.
+weight tensor: its first and last values). Changed data or encoders therefore get a new folder (old folders
+stay until removed by hand). A folder is written under a temporary name and renamed when complete; on
+opening, an unreadable or mismatched index, a missing shard or one of another size (truncated) is logged
+and the cache rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -109,6 +110,18 @@ def write_shard(folder: Path, number: int, samples: list[EncodedSample]) -> dict
     return {"file": path.name, "count": len(samples), "bytes": path.stat().st_size}
 
 
+def write_shards(folder: Path, samples: Iterable[EncodedSample], shard_size: int) -> list[dict]:
+    shards, buffer = [], []
+    for sample in samples:
+        buffer.append(sample)
+        if len(buffer) == shard_size:
+            shards.append(write_shard(folder, len(shards), buffer))
+            buffer = []
+    if buffer:
+        shards.append(write_shard(folder, len(shards), buffer))
+    return shards
+
+
 def write_cache(
     folder: Path,
     identity: dict,
@@ -118,18 +131,17 @@ def write_cache(
     real_data: bool,
     shard_size: int,
 ) -> None:
-    """Write the samples in shards under a temporary name, then rename the complete folder into place."""
+    """Write the samples in shards under a temporary name, then rename the complete folder into place
+    (nothing is left behind when encoding fails)."""
     partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    shards, buffer = [], []
-    for sample in itertools.chain(samples, [None]):
-        if sample is not None:
-            buffer.append(sample)
-        if buffer and (len(buffer) == shard_size or sample is None):
-            shards.append(write_shard(partial, len(shards), buffer))
-            buffer = []
-    save_file(text_tensors(null, "null"), partial / NULL_FILE)
+    try:
+        shards = write_shards(partial, samples, shard_size)
+        save_file(text_tensors(null, "null"), partial / NULL_FILE)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     index = {
         "format": FORMAT,
         "identity": identity,
