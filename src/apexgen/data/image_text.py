@@ -1,0 +1,300 @@
+"""Readers of image–caption records: image folders in the Hugging Face ``imagefolder`` convention,
+parquet files in the Hugging Face datasets layout, and prompt files (no images, data-free training).
+
+A reader checks its whole index (metadata lines, columns, captions, listed files) when it is opened, so
+that bad input fails before any encoding or training with a :class:`DataError` naming the file, line
+or row and the expected format. Image bytes are decoded only while iterating: an image Pillow cannot
+decode is skipped and counted, and each pass logs how many were skipped (all skipped is an error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from apexgen.data.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "metadata.jsonl"  # the Hugging Face imagefolder metadata file
+FILE_NAME_KEY = "file_name"  # its key for the image path, relative to the folder
+EXAMPLES_SHOWN = 3  # skipped images named in the log
+PARQUET_ROWS_PER_READ = 64
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file (line or row) and the expected format."""
+
+
+@dataclass(frozen=True)
+class ImageText:
+    index: int  # the record's position in its source, stable across runs (it seeds the record's VAE draw)
+    text: str
+    image: Tensor | None  # (3, resolution, resolution) in [-1, 1]; None for prompt-only records
+    source: str  # where the record came from, for messages
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record before decoding: the image as a file path or encoded bytes (None: nothing stored)."""
+
+    index: int
+    text: str
+    image: Path | bytes | None
+    source: str
+
+
+def load_image(source: Path | bytes, resolution: int) -> Tensor:
+    """Decode with Pillow, apply the EXIF orientation, resize the shorter side to ``resolution`` and crop
+    the centre square: a (3, resolution, resolution) float tensor in [-1, 1]."""
+    with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = ImageOps.fit(image, (resolution, resolution), method=Image.Resampling.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return pixels.float() / 127.5 - 1.0
+
+
+class Reader:
+    """Records of one source; iterating decodes the images and skips (and counts) unreadable ones."""
+
+    has_images = True
+
+    def __init__(self, path: Path, resolution: int):
+        self.path, self.resolution = path, resolution
+        self.skipped = 0  # unreadable images in the latest complete pass
+
+    def records(self) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def identity(self) -> dict:
+        """What the records depend on (the cache key): file contents or sizes and modification times."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[ImageText]:
+        skipped: list[str] = []
+        for record in self.records():
+            if not self.has_images:
+                yield ImageText(record.index, record.text, None, record.source)
+                continue
+            try:
+                if record.image is None:
+                    raise DataError("no image stored")
+                image = load_image(record.image, self.resolution)
+            except Exception as error:  # Pillow raises many kinds of errors on corrupt or truncated input
+                skipped.append(f"{record.source} ({type(error).__name__}: {error})")
+                continue
+            yield ImageText(record.index, record.text, image, record.source)
+        self.report_skipped(skipped)
+
+    def report_skipped(self, skipped: list[str]) -> None:
+        self.skipped = len(skipped)
+        if not skipped:
+            return
+        examples = "; ".join(skipped[:EXAMPLES_SHOWN])
+        if len(skipped) == len(self):
+            raise DataError(f"{self.path}: none of the {len(self)} images could be decoded, e.g. {examples}")
+        log.warning(
+            "%s: skipped %d of %d images that could not be decoded: %s", self.path, len(skipped), len(self), examples
+        )
+
+
+class ImageFolderReader(Reader):
+    """A folder with ``metadata.jsonl``: one ``{"file_name": "a.png", "<text_column>": "a caption"}`` per line."""
+
+    def __init__(self, path: Path, resolution: int, text_column: str = "text"):
+        super().__init__(path, resolution)
+        self.text_column = text_column
+        self.entries = read_metadata(path, text_column)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def records(self) -> Iterator[Record]:
+        for index, (line, file_name, text) in enumerate(self.entries):
+            yield Record(index, text, self.path / file_name, f"{file_name} (line {line} of {METADATA_FILE})")
+
+    def identity(self) -> dict:
+        files = hashlib.sha256()
+        for _, file_name, _ in self.entries:
+            stat = (self.path / file_name).stat()
+            files.update(f"{file_name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        metadata = hashlib.sha256((self.path / METADATA_FILE).read_bytes()).hexdigest()
+        return {
+            "kind": "imagefolder",
+            "path": str(self.path.resolve()),
+            "metadata": metadata,
+            "files": files.hexdigest(),
+        }
+
+
+def read_metadata(folder: Path, text_column: str) -> list[tuple[int, str, str]]:
+    """(line number, file name, caption) of every line of ``folder/metadata.jsonl``, all checked."""
+    expected = f'one JSON object per line like {{"{FILE_NAME_KEY}": "0001.png", "{text_column}": "a red bicycle"}}'
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    metadata = folder / METADATA_FILE
+    if not metadata.is_file():
+        raise DataError(f"{folder} has no {METADATA_FILE}; an image–text folder needs one with {expected}")
+    entries, missing = [], []
+    for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{metadata}, line {number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where} is not valid JSON ({error}); expected {expected}") from None
+        if not isinstance(entry, dict) or FILE_NAME_KEY not in entry or text_column not in entry:
+            keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            raise DataError(f"{where} has {keys}; expected {expected}")
+        file_name, text = entry[FILE_NAME_KEY], entry[text_column]
+        if not isinstance(file_name, str) or not isinstance(text, str):
+            raise DataError(f"{where}: '{FILE_NAME_KEY}' and '{text_column}' must be strings; expected {expected}")
+        if not (folder / file_name).is_file():
+            missing.append(f"{file_name} (line {number})")
+        entries.append((number, file_name, text))
+    if missing:
+        shown = ", ".join(missing[:EXAMPLES_SHOWN])
+        raise DataError(f"{metadata} lists {len(missing)} files that do not exist in {folder}: {shown}")
+    if not entries:
+        raise DataError(f"{metadata} is empty; expected {expected}")
+    return entries
+
+
+class ParquetReader(Reader):
+    """Parquet files with an image column (``{"bytes", "path"}`` structs as Hugging Face datasets writes
+    them, or raw bytes) and a caption column."""
+
+    def __init__(self, path: Path, resolution: int, image_column: str = "image", text_column: str = "text"):
+        super().__init__(path, resolution)
+        self.image_column, self.text_column = image_column, text_column
+        self.files = parquet_files(path)
+        self.row_counts = [self.check_file(file) for file in self.files]
+
+    def check_file(self, file: Path) -> int:
+        """Check the columns and captions of ``file``; return its row count."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(file)
+        for column in (self.image_column, self.text_column):
+            if column not in schema.names:
+                raise DataError(f"{file} has no column '{column}'; its columns: {', '.join(schema.names)}")
+        image_type = schema.field(self.image_column).type
+        stores_bytes = pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)
+        if not stores_bytes and not (pa.types.is_struct(image_type) and image_type.get_field_index("bytes") >= 0):
+            raise DataError(
+                f"{file}: column '{self.image_column}' holds {image_type}; expected image bytes or "
+                "{'bytes', 'path'} structs as Hugging Face datasets writes them"
+            )
+        texts = pq.read_table(file, columns=[self.text_column]).column(0)
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+            raise DataError(f"{file}: column '{self.text_column}' holds {texts.type}; expected captions (strings)")
+        if texts.null_count:
+            row = texts.to_pylist().index(None)
+            raise DataError(f"{file}: {texts.null_count} rows have no caption in '{self.text_column}', e.g. row {row}")
+        return len(texts)
+
+    def __len__(self) -> int:
+        return sum(self.row_counts)
+
+    def records(self) -> Iterator[Record]:
+        import pyarrow.parquet as pq
+
+        index = 0
+        for file in self.files:
+            columns = [self.image_column, self.text_column]
+            row = 0
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=PARQUET_ROWS_PER_READ, columns=columns):
+                for image, text in zip(*(batch.column(name).to_pylist() for name in columns), strict=True):
+                    yield Record(index, text, image_source(image, file.parent), f"{file.name}, row {row}")
+                    index, row = index + 1, row + 1
+
+    def identity(self) -> dict:
+        files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
+        return {"kind": "parquet", "files": files, "columns": [self.image_column, self.text_column]}
+
+
+def parquet_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else []
+    if not files:
+        raise DataError(f"{path} is neither a .parquet file nor a folder holding .parquet files")
+    return files
+
+
+def image_source(value: dict | bytes | None, folder: Path) -> Path | bytes | None:
+    """The stored bytes; a struct with only a path points to a file next to the parquet file."""
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            return value["bytes"]
+        return None if value.get("path") is None else folder / value["path"]
+    return value
+
+
+class PromptReader(Reader):
+    """Prompts without images: a .txt file (one prompt per line) or a .jsonl file (``{"text": ...}`` lines)."""
+
+    has_images = False
+
+    def __init__(self, path: Path, text_column: str = "text"):
+        super().__init__(path, resolution=0)
+        self.prompts = read_prompts(path, text_column)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def records(self) -> Iterator[Record]:
+        for index, (line, text) in enumerate(self.prompts):
+            yield Record(index, text, None, f"{self.path.name}, line {line}")
+
+    def identity(self) -> dict:
+        return {"kind": "prompts", "contents": hashlib.sha256(self.path.read_bytes()).hexdigest()}
+
+
+def read_prompts(path: Path, text_column: str) -> list[tuple[int, str]]:
+    if path.suffix not in (".txt", ".jsonl"):
+        raise DataError(f"prompt file {path} must be .txt (one prompt per line) or .jsonl (one JSON object per line)")
+    if not path.is_file():
+        raise DataError(f"prompt file {path} does not exist")
+    prompts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix == ".txt":
+            prompts.append((number, line.strip()))
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}, line {number} is not valid JSON ({error})") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get(text_column), str):
+            raise DataError(f'{path}, line {number}: expected an object like {{"{text_column}": "a red bicycle"}}')
+        prompts.append((number, entry[text_column]))
+    if not prompts:
+        raise DataError(f"prompt file {path} holds no prompts")
+    return prompts
+
+
+def open_reader(config: DataConfig) -> Reader:
+    """The reader of ``config.kind``, with its index checked."""
+    path = Path(config.path).expanduser()
+    if config.kind == "imagefolder":
+        return ImageFolderReader(path, config.resolution, config.text_column)
+    if config.kind == "parquet":
+        return ParquetReader(path, config.resolution, config.image_column, config.text_column)
+    return PromptReader(path, config.text_column)

@@ -1,0 +1,183 @@
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from apexgen.config import ConfigError, build
+from apexgen.data.config import DataConfig
+from apexgen.data.image_text import (
+    DataError,
+    ImageFolderReader,
+    ParquetReader,
+    PromptReader,
+    load_image,
+    open_reader,
+)
+from tests.data.files import CAPTIONS, image_bytes, image_folder, parquet_file
+
+RESOLUTION = 16
+
+
+def test_image_folder_yields_square_images_in_minus_one_to_one_with_their_captions(tmp_path):
+    reader = ImageFolderReader(image_folder(tmp_path / "set"), RESOLUTION)
+    records = list(reader)
+    assert [record.text for record in records] == CAPTIONS
+    assert [record.index for record in records] == list(range(len(CAPTIONS)))
+    for record in records:
+        assert record.image.shape == (3, RESOLUTION, RESOLUTION) and record.image.dtype == torch.float32
+        assert -1 <= record.image.min() and record.image.max() <= 1
+    assert reader.skipped == 0 and len(reader) == len(CAPTIONS)
+
+
+def test_images_are_resized_on_the_shorter_side_and_centre_cropped():
+    pixels = np.zeros((20, 60, 3), dtype=np.uint8)  # 60 wide, 20 high: red | green | blue thirds
+    pixels[:, :20, 0] = pixels[:, 20:40, 1] = pixels[:, 40:, 2] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    image = load_image(buffer.getvalue(), 10)
+    assert image.shape == (3, 10, 10)
+    assert torch.allclose(image[:, :, 2:8].mean((1, 2)), torch.tensor([-1.0, 1.0, -1.0]), atol=0.05)
+
+
+def test_grey_and_transparent_images_become_rgb(tmp_path):
+    for mode in ("L", "RGBA", "P"):
+        buffer = io.BytesIO()
+        Image.new(mode, (12, 12)).save(buffer, format="PNG")
+        assert load_image(buffer.getvalue(), 8).shape == (3, 8, 8)
+
+
+def test_corrupt_images_are_skipped_and_counted_in_the_log_of_each_pass(tmp_path, caplog):
+    reader = ImageFolderReader(image_folder(tmp_path / "set", corrupt=(1, 4)), RESOLUTION)
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="apexgen.data.image_text"):
+            texts = [record.text for record in reader]
+        assert texts == [c for i, c in enumerate(CAPTIONS) if i not in (1, 4)]
+        assert reader.skipped == 2
+        assert "skipped 2 of 6 images" in caplog.text and "0001.png (line 2" in caplog.text
+
+
+def test_a_folder_of_only_unreadable_images_is_an_error(tmp_path):
+    reader = ImageFolderReader(image_folder(tmp_path / "set", corrupt=range(len(CAPTIONS))), RESOLUTION)
+    with pytest.raises(DataError, match="none of the 6 images could be decoded"):
+        list(reader)
+
+
+def test_a_folder_without_metadata_fails_naming_the_file_and_the_format(tmp_path):
+    folder = image_folder(tmp_path / "set")
+    (folder / "metadata.jsonl").unlink()
+    with pytest.raises(DataError) as error:
+        ImageFolderReader(folder, RESOLUTION)
+    assert "has no metadata.jsonl" in str(error.value) and '"file_name": "0001.png"' in str(error.value)
+    with pytest.raises(DataError, match="does not exist"):
+        ImageFolderReader(tmp_path / "nowhere", RESOLUTION)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"file_name": "0000.png"}', r"line 2 has \['file_name'\]; expected one JSON object per line like"),
+        ('{"file_name": "0000.png", "text": 3}', "line 2: 'file_name' and 'text' must be strings"),
+        ("not json", "line 2 is not valid JSON"),
+        ('{"file_name": "missing.png", "text": "x"}', r"lists 1 files that do not exist .*: missing.png \(line 2\)"),
+    ],
+)
+def test_bad_metadata_lines_fail_before_reading_any_image_naming_the_line(tmp_path, line, message):
+    folder = image_folder(tmp_path / "set", CAPTIONS[:1])
+    with (folder / "metadata.jsonl").open("a") as file:
+        file.write(line + "\n")
+    with pytest.raises(DataError, match=message):
+        ImageFolderReader(folder, RESOLUTION)
+
+
+def test_the_caption_key_is_configurable(tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(image_bytes(0, fmt="JPEG"))
+    (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "a.jpg", "caption": "a jpeg"}) + "\n")
+    assert [r.text for r in ImageFolderReader(folder, RESOLUTION, text_column="caption")] == ["a jpeg"]
+
+
+@pytest.mark.parametrize("struct", [True, False])
+def test_parquet_images_as_hugging_face_structs_or_raw_bytes(tmp_path, struct):
+    reader = ParquetReader(parquet_file(tmp_path / "train.parquet", struct=struct), RESOLUTION)
+    records = list(reader)
+    assert [record.text for record in records] == CAPTIONS
+    folder = ImageFolderReader(image_folder(tmp_path / "set"), RESOLUTION)
+    for record, same in zip(records, folder, strict=True):
+        assert torch.equal(record.image, same.image)  # the same PNG bytes decode to the same tensor
+
+
+def test_a_parquet_folder_reads_every_file_in_order_with_custom_columns(tmp_path):
+    columns = ("jpg", "caption")
+    parquet_file(tmp_path / "data" / "train-00000-of-00002.parquet", CAPTIONS[:2], columns=columns)
+    parquet_file(tmp_path / "data" / "train-00001-of-00002.parquet", CAPTIONS[2:], columns=columns)
+    reader = ParquetReader(tmp_path / "data", RESOLUTION, image_column="jpg", text_column="caption")
+    assert len(reader) == len(CAPTIONS)
+    assert [(r.index, r.text) for r in reader] == list(enumerate(CAPTIONS))
+
+
+def test_parquet_problems_fail_naming_the_file_and_what_it_has(tmp_path):
+    path = parquet_file(tmp_path / "train.parquet")
+    with pytest.raises(DataError, match="train.parquet has no column 'caption'; its columns: image, text"):
+        ParquetReader(path, RESOLUTION, text_column="caption")
+    with pytest.raises(DataError, match="column 'text' holds string; expected image bytes"):
+        ParquetReader(path, RESOLUTION, image_column="text")
+    with pytest.raises(DataError, match="neither a .parquet file nor a folder"):
+        ParquetReader(tmp_path / "empty", RESOLUTION)
+
+
+def test_parquet_rows_with_broken_or_missing_images_are_skipped(tmp_path, caplog):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = [{"bytes": image_bytes(0), "path": None}, {"bytes": b"not an image", "path": None}, None]
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"image": images, "text": ["a", "b", "c"]}), path)
+    with caplog.at_level(logging.WARNING):
+        assert [r.text for r in ParquetReader(path, RESOLUTION)] == ["a"]
+    assert "skipped 2 of 3 images" in caplog.text and "x.parquet, row 1" in caplog.text
+
+
+def test_prompt_files_txt_and_jsonl(tmp_path):
+    (tmp_path / "p.txt").write_text("a red cat\n\n  a blue dog  \n")
+    (tmp_path / "p.jsonl").write_text('{"text": "a red cat"}\n{"text": "a blue dog", "id": 2}\n')
+    for name in ("p.txt", "p.jsonl"):
+        reader = PromptReader(tmp_path / name)
+        records = list(reader)
+        assert [r.text for r in records] == ["a red cat", "a blue dog"] and all(r.image is None for r in records)
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\n')
+    with pytest.raises(DataError, match=r'bad.jsonl, line 1: expected an object like \{"text"'):
+        PromptReader(tmp_path / "bad.jsonl")
+    with pytest.raises(DataError, match="must be .txt"):
+        PromptReader(tmp_path / "p.csv")
+
+
+def test_open_reader_follows_the_config(tmp_path):
+    folder = image_folder(tmp_path / "set")
+    assert isinstance(open_reader(build(DataConfig, {"path": str(folder), "resolution": 8})), ImageFolderReader)
+    (tmp_path / "p.txt").write_text("x\n")
+    assert isinstance(
+        open_reader(build(DataConfig, {"kind": "prompts", "path": str(tmp_path / "p.txt")})), PromptReader
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "hint"),
+    [
+        ({"kind": "folder", "path": "x"}, "data.kind", "allowed values: 'imagefolder', 'parquet', 'prompts'"),
+        ({}, "data.path", "needs a path"),
+        ({"path": "x", "resolution": 0}, "data.resolution", "must be > 0"),
+        ({"path": "x", "max_sequence_length": 0}, "data.max_sequence_length", "must be > 0 or null"),
+        ({"path": "x", "latent_sample": "mean"}, "data.latent_sample", "allowed values: 'sample', 'mode'"),
+        ({"path": "x", "colour": 1}, "data.colour", "unknown key"),
+    ],
+)
+def test_bad_data_config_names_the_key(values, key, hint):
+    with pytest.raises(ConfigError) as error:
+        build(DataConfig, values, "data")
+    assert error.value.key == key and hint in str(error.value)
