@@ -249,6 +249,14 @@ def run_job(
     return JobResult(dataset, seed, rows, samples, metric_floor(distribution, seed, config.eval))
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def worker_logging(level: int, format: str) -> None:
+    """Worker processes start with no logging handlers; give them the parent's level."""
+    logging.basicConfig(level=level, format=format, datefmt="%H:%M:%S")
+
+
 def run_toy_benchmark(
     config: ToyConfig, variants: list[Variant] | None = None, teacher_cache: Path | None = None
 ) -> list[JobResult]:
@@ -259,7 +267,9 @@ def run_toy_benchmark(
     if config.workers == 1 or len(jobs) == 1:
         results = [run_job(config, dataset, seed, variants, teacher_cache) for dataset, seed in jobs]
     else:
-        with ProcessPoolExecutor(min(config.workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        workers = min(config.workers, len(jobs))
+        logging_setup = (logging.getLogger().getEffectiveLevel(), LOG_FORMAT)
+        with ProcessPoolExecutor(workers, get_context("spawn"), worker_logging, logging_setup) as pool:
             futures = [
                 pool.submit(run_job, config, dataset, seed, variants, teacher_cache, 1) for dataset, seed in jobs
             ]
