@@ -100,8 +100,8 @@ def test_inception_features_shape_and_batch_invariance(class_features):
     images, features = class_features
     assert features.shape == (3 * PER_SET, FEATURE_DIM) and features.dtype == torch.float32
     assert torch.isfinite(features).all() and (features >= 0).all()  # average of ReLU outputs
-    again = inception_features(images[:3], batch_size=2)
-    torch.testing.assert_close(again, features[:3], rtol=1e-4, atol=1e-4)
+    again = inception_features(images[:2], batch_size=1)
+    torch.testing.assert_close(again, features[:2], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("sizes", [(10, 13, 64), (150, 120, 16)])
