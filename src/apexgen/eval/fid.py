@@ -15,6 +15,10 @@ stored batch-norm statistics (median |standardised mean| 0.11, variance ratio 1.
 Preprocessing (version ``PREPROCESSING_VERSION``): images in [-1, 1] are quantised to 8-bit pixel
 values as if saved to PNG, grey is repeated to 3 channels, upsampled to 299×299 with bilinear
 ``interpolate`` (align_corners=False, as StyleGAN does) and mapped by (u8 − 128) / 128.
+
+Sanity figures with this preprocessing (2 CPU cores, 0.17–0.5 s per image depending on load): FID 36.8
+between test images [0, 500) and [500, 1000) (sqrtm, eigh and the feature-space formula agree to 1e-6),
+66.6 between two sets of 200, about 400 between 200 uniform-noise images and real ones.
 """
 
 from __future__ import annotations
