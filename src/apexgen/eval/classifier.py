@@ -111,7 +111,8 @@ def seeded_network(
 
 
 def train_network(config: ClassifierConfig, data: LabelledImages, classes: int) -> SmallCNN:
-    """AdamW with a cosine learning rate over ``config.epochs`` shuffled epochs, all randomness seeded."""
+    """AdamW with a one-cycle learning rate (warm-up, then cosine decay) over ``config.epochs`` shuffled
+    epochs; all randomness comes from ``config.seed``."""
     generator = torch.Generator().manual_seed(config.seed)
     network = seeded_network(config.channels, classes, data.images.shape[1], data.images.shape[-1], generator)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
