@@ -4,6 +4,7 @@ instant."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -76,6 +77,97 @@ def toy_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def t2i_config(args: argparse.Namespace, *presets: dict):
+    """The text-to-image settings: defaults < presets < --config file < KEY=VALUE overrides."""
+    from apexgen.config import load, load_yaml, parse_overrides
+    from apexgen.t2i.config import T2IConfig
+
+    layers = list(presets)
+    if args.config:
+        layers.append(load_yaml(args.config))
+    layers.append(parse_overrides(args.overrides))
+    return load(T2IConfig, *layers)
+
+
+def print_config(config) -> None:
+    import yaml
+
+    from apexgen.config import to_dict
+
+    print(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def train_teacher_command(args: argparse.Namespace) -> int:
+    from apexgen.t2i.train import train_teacher
+
+    config = t2i_config(args)
+    if args.dry_run:
+        print_config(config)
+        return 0
+    train_teacher(config, args.out, resume=args.resume)
+    return 0
+
+
+def distill_command(args: argparse.Namespace) -> int:
+    from apexgen.t2i.train import distill
+
+    config = t2i_config(args, {"distill": {"method": args.method}} if args.method else {})
+    if args.dry_run:
+        print_config(config)
+        return 0
+    distill(config, resolve_teacher(args.teacher), args.out, resume=args.resume)
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
+    from apexgen.t2i.report import table, write_report
+
+    config = t2i_config(args)
+    if args.dry_run:
+        print_config(config)
+        return 0
+    teacher = resolve_teacher(args.teacher)
+    candidates = [teacher_candidate(teacher, config)] + [
+        student_candidate(teacher, run, config) for run in args.students
+    ]
+    report = evaluate(candidates, config, args.out)
+    histories = {
+        json.loads((run / "distill.json").read_text())["method"]: json.loads((run / "history.json").read_text())
+        for run in args.students
+    }
+    write_report(report, histories, args.out, " ".join(["apexgen", *sys.argv[1:]]))
+    print(table(report["rows"]))
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from apexgen.t2i.demo import DEMO, run_demo
+    from apexgen.t2i.models import shipped_teacher
+
+    config = t2i_config(args, DEMO)
+    if args.dry_run:
+        print_config(config)
+        return 0
+    run_demo(config, args.teacher or shipped_teacher(), args.out, " ".join(["apexgen", *sys.argv[1:]]))
+    return 0
+
+
+def resolve_teacher(path: Path | None) -> Path:
+    """``--teacher`` or, without it, the teacher that ships in the package."""
+    from apexgen.t2i.models import ModelFileError, shipped_teacher
+
+    if path is not None:
+        return path
+    shipped = shipped_teacher()
+    if shipped is None:
+        raise ModelFileError(
+            "no --teacher given and no teacher ships with this installation; train one with "
+            "`apexgen train-teacher --out runs/teacher` and pass --teacher runs/teacher"
+        )
+    return shipped
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apexgen", description="One-step generators from flow-matching models with APEX."
@@ -88,6 +180,33 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
     add_config_arguments(toy)
     toy.set_defaults(run=toy_command)
+
+    teacher = commands.add_parser("train-teacher", help="train the Fashion-MNIST text-to-image teacher (SD3 MMDiT)")
+    teacher.add_argument("--out", type=Path, default=Path("runs/teacher"), help="output folder")
+    teacher.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    add_config_arguments(teacher)
+    teacher.set_defaults(run=train_teacher_command)
+
+    distill = commands.add_parser("distill", help="distil a one-step student from the teacher (LoRA by default)")
+    distill.add_argument("--teacher", type=Path, help="teacher folder (default: the teacher shipped in the package)")
+    distill.add_argument("--method", help="apex (default), twinflow, dmd2, consistency or regression")
+    distill.add_argument("--out", type=Path, default=Path("runs/distill"), help="output folder")
+    distill.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    add_config_arguments(distill)
+    distill.set_defaults(run=distill_command)
+
+    evaluate = commands.add_parser("eval", help="FID, prompt adherence, diversity and speed of teacher and students")
+    evaluate.add_argument("--teacher", type=Path, help="teacher folder (default: the teacher shipped in the package)")
+    evaluate.add_argument("--students", type=Path, nargs="*", default=[], help="folders written by apexgen distill")
+    evaluate.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder")
+    add_config_arguments(evaluate)
+    evaluate.set_defaults(run=eval_command)
+
+    demo = commands.add_parser("demo", help="the main job: teacher → APEX one-step LoRA → evaluation → report")
+    demo.add_argument("--teacher", type=Path, help="teacher folder (default: the shipped one, else train one)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    add_config_arguments(demo)
+    demo.set_defaults(run=demo_command)
     return parser
 
 
@@ -95,12 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from apexgen.config import ConfigError
+    from apexgen.data.fashion_mnist import DatasetCorruptError, DatasetMissingError
+    from apexgen.t2i.models import ModelFileError
+    from apexgen.train.checkpoint import CheckpointError
 
     try:
         return args.run(args)
     except ConfigError as error:
         log.error("%s", error)
         return 2
+    except (DatasetMissingError, DatasetCorruptError, ModelFileError, CheckpointError) as error:
+        log.error("%s", error)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,0 +1,144 @@
+"""Settings of the text-to-image job: data, text encoder, teacher architecture and training, distillation,
+evaluation. Every field is typed and checked (``apexgen.config``); YAML files and KEY=VALUE override them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apexgen.backbones.lora import LoRAConfig
+from apexgen.config import require, require_positive
+from apexgen.data.fashion_mnist import FashionMNISTConfig
+from apexgen.data.prompts import HELD_OUT
+from apexgen.eval.classifier import ClassifierConfig
+from apexgen.eval.fid import FIDConfig
+from apexgen.flow import TimeSampler
+from apexgen.objectives import STUDENT_METHODS, MethodsConfig, minimum_batch_size
+from apexgen.objectives.apex import APEXConfig, APEXSlices
+from apexgen.objectives.flow_matching import FlowMatchingConfig
+from apexgen.text import TextEncoderConfig
+from apexgen.train.loop import OptimizerConfig, TrainConfig
+
+TEXT_DIM = 384  # MiniLM's hidden size: the width of the prompt tokens and of the pooled vector
+
+
+@dataclass(frozen=True)
+class TeacherModelConfig:
+    """A small ``SD3Transformer2DModel`` in pixel space (1 channel, 32×32; 4×4 patches: 64 image tokens,
+    which keeps a training step under a second on 2 CPU cores)."""
+
+    sample_size: int = 32
+    patch_size: int = 4
+    num_layers: int = 4
+    attention_head_dim: int = 32
+    num_attention_heads: int = 4
+    caption_projection_dim: int = 128
+
+    def check(self) -> None:
+        require_positive(self, "sample_size", "patch_size", "num_layers", "attention_head_dim", "num_attention_heads")
+        require(self.sample_size % self.patch_size == 0, "patch_size", "must divide sample_size")
+
+    def diffusers_config(self) -> dict:
+        return {
+            "sample_size": self.sample_size,
+            "patch_size": self.patch_size,
+            "in_channels": 1,
+            "out_channels": 1,
+            "num_layers": self.num_layers,
+            "attention_head_dim": self.attention_head_dim,
+            "num_attention_heads": self.num_attention_heads,
+            "joint_attention_dim": TEXT_DIM,
+            "caption_projection_dim": self.caption_projection_dim,
+            "pooled_projection_dim": TEXT_DIM,
+            "pos_embed_max_size": self.sample_size // self.patch_size,
+        }
+
+
+def default_teacher_training() -> TrainConfig:
+    return TrainConfig(
+        steps=6000,
+        batch_size=64,
+        optimizer=OptimizerConfig(lr=5e-4, warmup_steps=200, decay="cosine"),
+        log_every=50,
+        checkpoint_every=500,
+        preview_every=1000,
+        ema_decay=0.999,
+    )
+
+
+def default_distill_training() -> TrainConfig:
+    return TrainConfig(
+        steps=600,
+        batch_size=32,
+        optimizer=OptimizerConfig(lr=1e-3, decay="cosine"),
+        log_every=10,
+        checkpoint_every=100,
+        preview_every=200,
+    )
+
+
+def default_methods() -> MethodsConfig:
+    """The text-to-image defaults: the real velocity is the frozen teacher (the LoRA base) with guidance."""
+    apex = APEXConfig(real_velocity="reference", real_guidance=3.0, slices=APEXSlices(0.5, 0.0, 0.5))
+    return MethodsConfig(
+        flow_matching=FlowMatchingConfig(condition_dropout=0.1, time=TimeSampler("logit_normal")),
+        apex=apex,
+        twinflow=type(MethodsConfig().twinflow)(**{**apex.__dict__, "fake_key": "negative_time"}),
+    )
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    method: str = "apex"
+    full_finetune: bool = False  # False: LoRA through peft on the frozen teacher (the reference for free)
+    lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(rank=32, alpha=32.0))
+    train: TrainConfig = field(default_factory=default_distill_training)
+
+    def check(self) -> None:
+        require(
+            self.method in STUDENT_METHODS,
+            "method",
+            f"got {self.method!r}; allowed methods: {', '.join(STUDENT_METHODS)}",
+        )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    fid: FIDConfig = field(default_factory=lambda: FIDConfig(samples=5000))
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    teacher_nfe: tuple[int, ...] = (1, 2, 4, 8, 50)
+    student_nfe: tuple[int, ...] = (1, 2, 4)
+    guidance: float = 3.0  # CFG scale of the teacher's sampler
+    batch_size: int = 250
+    grid_seeds: int = 8
+    seed: int = 0
+
+    def check(self) -> None:
+        held_out = len(HELD_OUT.all_prompts())
+        require(
+            self.fid.samples >= 2 * held_out,
+            "fid.samples",
+            f"must be ≥ {2 * held_out}: diversity needs 2 images for each of the {held_out} held-out prompts",
+        )
+        require_positive(self, "batch_size", "grid_seeds")
+        require(all(n > 0 for n in self.teacher_nfe + self.student_nfe), "teacher_nfe", "NFE values must be > 0")
+        require(self.guidance >= 1, "guidance", f"must be ≥ 1 (1 = no guidance), got {self.guidance}")
+
+
+@dataclass(frozen=True)
+class T2IConfig:
+    data: FashionMNISTConfig = field(default_factory=FashionMNISTConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    model: TeacherModelConfig = field(default_factory=TeacherModelConfig)
+    teacher: TrainConfig = field(default_factory=default_teacher_training)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    method: MethodsConfig = field(default_factory=default_methods)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def check(self) -> None:
+        smallest = minimum_batch_size(self.distill.method, self.method)
+        require(
+            self.distill.train.batch_size >= smallest,
+            "distill.train.batch_size",
+            f"{self.distill.method} splits each batch into slices and needs at least {smallest} rows, "
+            f"got {self.distill.train.batch_size}",
+        )

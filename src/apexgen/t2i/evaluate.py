@@ -1,0 +1,159 @@
+"""``apexgen eval``: every model at every NFE on the held-out prompts, with the same noise: FID against the
+Fashion-MNIST test split (bundled Inception-v3), prompt adherence (the in-project classifier's accuracy on
+the prompt's class), diversity within a prompt (mean pairwise Inception-feature distance) and seconds per
+image. Sample grids per model."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from apexgen.eval.classifier import PromptClassifier, load_or_train_classifier
+from apexgen.eval.diversity import prompt_diversity
+from apexgen.eval.fid import (
+    FeatureStatistics,
+    feature_statistics,
+    frechet_distance,
+    inception_features,
+    reference_statistics,
+)
+from apexgen.t2i.config import T2IConfig
+from apexgen.t2i.generate import Sampler, generate
+from apexgen.t2i.models import load_student, load_teacher
+from apexgen.t2i.prompts import EvaluationPrompts, evaluation_prompts
+from apexgen.t2i.train import preview_grid
+from apexgen.text import text_encoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    """A model to evaluate: the teacher or a distilled student, with what its training cost."""
+
+    method: str
+    sampler: Sampler
+    network: nn.Module
+    nfe: tuple[int, ...]
+    train_seconds: float
+    peak_memory_mb: float
+    trainable_parameters: int
+
+
+def teacher_candidate(teacher_dir: Path, config: T2IConfig) -> Candidate:
+    info = json.loads((teacher_dir / "teacher.json").read_text()) if (teacher_dir / "teacher.json").is_file() else {}
+    result = info.get("result", {})
+    network = load_teacher(teacher_dir)
+    return Candidate(
+        "teacher",
+        "teacher",
+        network,
+        config.eval.teacher_nfe,
+        result.get("seconds", float("nan")),
+        result.get("peak_memory_mb", float("nan")),
+        sum(p.numel() for p in network.parameters()),
+    )
+
+
+def student_candidate(teacher_dir: Path, run_dir: Path, config: T2IConfig) -> Candidate:
+    """A student from the folder ``apexgen distill`` wrote (its distill.json and export/)."""
+    info = json.loads((run_dir / "distill.json").read_text())
+    network = load_student(teacher_dir, run_dir / "export")
+    return Candidate(
+        info["method"],
+        "student",
+        network,
+        config.eval.student_nfe,
+        info["train_seconds"],
+        info["peak_memory_mb"],
+        info["trainable_parameters"],
+    )
+
+
+@dataclass
+class Scorer:
+    """What every row is measured against: the prompts, the FID reference and the classifier."""
+
+    prompts: EvaluationPrompts
+    reference: FeatureStatistics
+    classifier: PromptClassifier
+    config: T2IConfig
+
+    def score(self, candidate: Candidate, nfe: int) -> dict:
+        settings = self.config.eval
+        index = self.prompts.assignment(settings.fid.samples)
+        generated = generate(
+            candidate.network,
+            candidate.sampler,
+            nfe,
+            self.prompts.embeddings,
+            index,
+            self.prompts.null,
+            settings.guidance,
+            settings.seed,
+            settings.batch_size,
+        )
+        features = inception_features(generated.images, settings.fid.batch_size)
+        fid = frechet_distance(feature_statistics(features), self.reference, settings.fid.matrix_sqrt)
+        row = {
+            "method": candidate.method,
+            "nfe": nfe,
+            "forward_passes": nfe * (2 if candidate.sampler == "teacher" and settings.guidance != 1 else 1),
+            "fid": fid,
+            "accuracy": self.classifier.accuracy(generated.images, self.prompts.labels[index]),
+            "diversity": prompt_diversity(features, index).mean,
+            "seconds_per_image": generated.seconds_per_image,
+            "train_seconds": candidate.train_seconds,
+            "peak_memory_mb": candidate.peak_memory_mb,
+            "trainable_parameters": candidate.trainable_parameters,
+            "samples": settings.fid.samples,
+        }
+        log.info(
+            "%s NFE %d: FID %.2f, accuracy %.3f, diversity %.2f, %.4f s/image",
+            candidate.method,
+            nfe,
+            row["fid"],
+            row["accuracy"],
+            row["diversity"],
+            row["seconds_per_image"],
+        )
+        return row
+
+
+def scorer(config: T2IConfig) -> Scorer:
+    encoder = text_encoder(config.text)
+    classifier = load_or_train_classifier(config.eval.classifier, config.data.data_dir)
+    reference = reference_statistics(config.eval.fid, config.data.data_dir)
+    return Scorer(evaluation_prompts(encoder), reference, classifier, config)
+
+
+def evaluate(candidates: list[Candidate], config: T2IConfig, out: Path) -> dict:
+    """Score every candidate at each of its NFE; write report.json and one class × seed grid per candidate."""
+    out.mkdir(parents=True, exist_ok=True)
+    judge = scorer(config)
+    rows = []
+    for candidate in candidates:
+        candidate.network.eval()
+        for nfe in candidate.nfe:
+            rows.append(judge.score(candidate, nfe))
+        grid_nfe = max(candidate.nfe) if candidate.sampler == "teacher" else 1
+        preview_grid(
+            candidate.network,
+            candidate.sampler,
+            grid_nfe,
+            judge.prompts,
+            config,
+            out / f"grid_{candidate.method}_nfe{grid_nfe}.png",
+        )
+    report = {
+        "rows": rows,
+        "classifier_test_accuracy": judge.classifier.report.test_accuracy,
+        "samples": config.eval.fid.samples,
+        "guidance": config.eval.guidance,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report

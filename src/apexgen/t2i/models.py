@@ -1,0 +1,123 @@
+"""The teacher and the students of the text-to-image job: a small ``SD3Transformer2DModel`` behind the SD3
+adapter, saved and loaded in diffusers format; students as a LoRA (peft) on the frozen teacher, whose
+adapter-disabled view is the reference, or as a fully fine-tuned copy next to a frozen one."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from apexgen.backbones.lora import ADAPTER_NAME, FrozenBase, add_lora
+from apexgen.backbones.sd3 import SD3Backbone
+from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER
+from apexgen.t2i.config import DistillConfig, TeacherModelConfig
+
+log = logging.getLogger(__name__)
+
+TEACHER_INFO = "teacher.json"
+SHIPPED_TEACHER = "fashion_mnist_teacher"  # in the package's assets/
+
+
+class ModelFileError(RuntimeError):
+    """A model folder that is missing, incomplete, corrupt or of the wrong shape; the message says which
+    file and how to fix it."""
+
+
+def shipped_teacher() -> Path | None:
+    """The teacher trained by ``apexgen train-teacher`` that ships inside the package, if present."""
+    path = Path(str(resources.files("apexgen") / "assets" / SHIPPED_TEACHER))
+    return path if (path / TRANSFORMER_FOLDER).is_dir() else None
+
+
+def new_teacher(model: TeacherModelConfig, seed: int) -> SD3Backbone:
+    torch.manual_seed(seed)  # parameter initialisation only
+    return SD3Backbone.from_config(model.diffusers_config())
+
+
+def save_teacher(teacher: SD3Backbone, directory: Path, info: dict) -> None:
+    teacher.transformer.save_pretrained(directory / TRANSFORMER_FOLDER)
+    (directory / TEACHER_INFO).write_text(json.dumps(info, indent=1))
+
+
+def load_teacher(directory: str | Path) -> SD3Backbone:
+    """The teacher saved by ``save_teacher`` (``<dir>/transformer``), frozen and in eval mode."""
+    directory = Path(directory)
+    folder = directory / TRANSFORMER_FOLDER
+    if not (folder / "config.json").is_file():
+        raise ModelFileError(
+            f"no teacher at {directory}: {folder}/config.json is missing; train one with "
+            f"`apexgen train-teacher --out {directory}` or pass the folder it wrote"
+        )
+    try:
+        teacher = SD3Backbone.from_pretrained(str(directory), subfolder=TRANSFORMER_FOLDER)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelFileError(
+            f"the teacher in {folder} could not be read ({type(error).__name__}: "
+            f"{str(error)[:300]}); the file is corrupt or truncated: retrain it or restore it"
+        ) from None
+    return teacher.requires_grad_(False).eval()
+
+
+@dataclass
+class Student:
+    """The network being trained and the frozen teacher it is distilled from."""
+
+    model: SD3Backbone
+    teacher: nn.Module
+
+
+def make_student(teacher_dir: str | Path, config: DistillConfig) -> Student:
+    """LoRA: the teacher with an adapter (the teacher is the same network, adapter off). Full fine-tuning:
+    a trainable copy next to the frozen teacher."""
+    model = load_teacher(teacher_dir)
+    if config.full_finetune:
+        teacher = copy.deepcopy(model)
+        return Student(model.requires_grad_(True).train(), teacher)
+    add_lora(model, config.lora)
+    return Student(model.train(), FrozenBase(model))
+
+
+def load_student(teacher_dir: str | Path, student_dir: str | Path) -> SD3Backbone:
+    """A distilled student from its export: a LoRA (``pytorch_lora_weights.safetensors``) loaded onto the
+    teacher, or a full transformer (``transformer/``)."""
+    student_dir = Path(student_dir)
+    if (student_dir / TRANSFORMER_FOLDER).is_dir():
+        return load_teacher(student_dir)
+    weights = student_dir / LORA_WEIGHTS
+    if not weights.is_file():
+        raise ModelFileError(
+            f"{student_dir} holds neither {LORA_WEIGHTS} nor {TRANSFORMER_FOLDER}/: pass the "
+            "export folder of `apexgen distill` (its export/ subfolder)"
+        )
+    model = load_teacher(teacher_dir)
+    try:
+        model.transformer.load_lora_adapter(
+            str(student_dir), weight_name=LORA_WEIGHTS, adapter_name=ADAPTER_NAME, prefix="transformer"
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ModelFileError(
+            f"{weights} does not fit the teacher in {teacher_dir} ({type(error).__name__}: "
+            f"{str(error)[:300]}); was it distilled from another teacher or is it truncated?"
+        ) from None
+    check_lora_loaded(model, weights)
+    return model.eval()
+
+
+def check_lora_loaded(model: SD3Backbone, weights: Path) -> None:
+    """peft skips keys that match no layer with only a warning: insist that every LoRA matrix was set."""
+    from safetensors.torch import load_file
+
+    expected = sum(1 for key in load_file(str(weights)) if "lora_" in key)
+    loaded = sum(1 for name, _ in model.transformer.named_parameters() if "lora_" in name)
+    if expected == 0 or loaded != expected:
+        raise ModelFileError(
+            f"{weights} holds {expected} LoRA matrices but {loaded} were loaded into the teacher; "
+            "the file does not match this teacher"
+        )

@@ -1,0 +1,135 @@
+"""``apexgen train-teacher`` and ``apexgen distill``: the teacher by flow matching on Fashion-MNIST with
+train prompts, and a student distilled from it by any method, with previews, checkpoints and resume."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from apexgen.config import to_dict
+from apexgen.data.text_images import fashion_mnist_stream
+from apexgen.export import export_full, export_lora
+from apexgen.objectives import build_objective
+from apexgen.t2i.config import T2IConfig
+from apexgen.t2i.generate import generate
+from apexgen.t2i.images import save_grid
+from apexgen.t2i.models import make_student, new_teacher, save_teacher
+from apexgen.t2i.prompts import EvaluationPrompts, evaluation_prompts
+from apexgen.text import text_encoder
+from apexgen.train.loop import Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+PREVIEW_TEACHER_STEPS = 20
+
+
+def preview_grid(model, sampler: str, nfe: int, prompts: EvaluationPrompts, config: T2IConfig, path: Path) -> Path:
+    """A class × seed grid: rows are the classes (first held-out prompt each), columns the seeds."""
+    seeds = config.eval.grid_seeds
+    rows = prompts.grid_rows().repeat_interleave(seeds)
+    was_training = model.training
+    model.eval()
+    images = generate(
+        model,
+        sampler,
+        nfe,
+        prompts.embeddings,
+        rows,
+        prompts.null,
+        config.eval.guidance,
+        config.eval.seed,
+        batch_size=len(rows),
+    ).images
+    model.train(was_training)
+    return save_grid(images, seeds, path)
+
+
+def train_teacher(config: T2IConfig, out: Path, resume: bool = False) -> TrainResult:
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = text_encoder(config.text)
+    teacher = new_teacher(config.model, config.teacher.seed)
+    objective = build_objective("flow_matching", config.method, teacher, None)
+    stream = fashion_mnist_stream(config.data, encoder, config.teacher.batch_size, config.teacher.seed)
+    prompts = evaluation_prompts(encoder)
+    trainer = Trainer(objective, stream, config.teacher, out_dir=out, description="teacher")
+
+    def preview(step: int) -> None:
+        with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
+            path = preview_grid(
+                teacher, "teacher", PREVIEW_TEACHER_STEPS, prompts, config, out / "previews" / f"step_{step:06d}.png"
+            )
+        log.info("preview: %s", path)
+
+    trainer.preview = preview
+    if resume:
+        trainer.resume()
+    log.info(
+        "teacher: %d parameters, %d steps of batch %d",
+        sum(p.numel() for p in teacher.parameters()),
+        config.teacher.steps,
+        config.teacher.batch_size,
+    )
+    result = trainer.run()
+    with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
+        save_teacher(
+            teacher,
+            out,
+            {
+                "config": to_dict(config),
+                "result": dataclasses.asdict(result) | {"history": []},
+                "final": result.history[-1] if result.history else {},
+            },
+        )
+        preview(config.teacher.steps)
+    log.info("teacher saved to %s", out)
+    return result
+
+
+def distill(config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = False) -> TrainResult:
+    """Distil ``config.distill.method`` from the teacher in ``teacher_dir``; the export lands in out/export."""
+    out.mkdir(parents=True, exist_ok=True)
+    settings = config.distill
+    encoder = text_encoder(config.text)
+    student = make_student(teacher_dir, settings)
+    objective = build_objective(settings.method, config.method, student.model, student.teacher)
+    stream = fashion_mnist_stream(config.data, encoder, settings.train.batch_size, settings.train.seed)
+    prompts = evaluation_prompts(encoder)
+    trainer = Trainer(objective, stream, settings.train, out_dir=out, description=settings.method)
+
+    def preview(step: int) -> None:
+        path = preview_grid(student.model, "student", 1, prompts, config, out / "previews" / f"step_{step:06d}.png")
+        log.info("preview (one step): %s", path)
+
+    trainer.preview = preview
+    if resume:
+        trainer.resume()
+    trainable = sum(p.numel() for p in student.model.parameters() if p.requires_grad)
+    log.info(
+        "%s: %s, %d trainable parameters, %d steps of batch %d",
+        settings.method,
+        "full fine-tuning" if settings.full_finetune else f"LoRA rank {settings.lora.rank}",
+        trainable,
+        settings.train.steps,
+        settings.train.batch_size,
+    )
+    result = trainer.run()
+    student.model.eval()
+    with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
+        export = (export_full if settings.full_finetune else export_lora)(student.model, out / "export")
+        preview(settings.train.steps)
+    summary = {
+        "method": settings.method,
+        "teacher": str(teacher_dir),
+        "train_seconds": result.seconds,
+        "peak_memory_mb": result.peak_memory_mb,
+        "trainable_parameters": result.trainable_parameters,
+        "held_parameters": objective.held_parameters(),
+        "steps": result.steps,
+        "export": str(export.directory),
+        "config": to_dict(config),
+    }
+    (out / "distill.json").write_text(json.dumps(summary, indent=1))
+    return result
