@@ -31,7 +31,6 @@ class TeacherModelConfig:
     num_layers: int = 4
     attention_head_dim: int = 32
     num_attention_heads: int = 4
-    caption_projection_dim: int = 128
 
     def check(self) -> None:
         require_positive(self, "sample_size", "patch_size", "num_layers", "attention_head_dim", "num_attention_heads")
@@ -47,7 +46,8 @@ class TeacherModelConfig:
             "attention_head_dim": self.attention_head_dim,
             "num_attention_heads": self.num_attention_heads,
             "joint_attention_dim": TEXT_DIM,
-            "caption_projection_dim": self.caption_projection_dim,
+            # the projected text tokens join the image tokens' stream, so they share its width
+            "caption_projection_dim": self.num_attention_heads * self.attention_head_dim,
             "pooled_projection_dim": TEXT_DIM,
             "pos_embed_max_size": self.sample_size // self.patch_size,
         }
