@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from apexgen.backbones.lora import ADAPTER_NAME, FrozenBase, add_lora
@@ -57,7 +58,7 @@ def load_teacher(directory: str | Path) -> SD3Backbone:
         )
     try:
         teacher = SD3Backbone.from_pretrained(str(directory), subfolder=TRANSFORMER_FOLDER)
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise ModelFileError(
             f"the teacher in {folder} could not be read ({type(error).__name__}: "
             f"{str(error)[:300]}); the file is corrupt or truncated: retrain it or restore it"
@@ -101,7 +102,7 @@ def load_student(teacher_dir: str | Path, student_dir: str | Path) -> SD3Backbon
         model.transformer.load_lora_adapter(
             str(student_dir), weight_name=LORA_WEIGHTS, adapter_name=ADAPTER_NAME, prefix="transformer"
         )
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
         raise ModelFileError(
             f"{weights} does not fit the teacher in {teacher_dir} ({type(error).__name__}: "
             f"{str(error)[:300]}); was it distilled from another teacher or is it truncated?"
