@@ -18,7 +18,7 @@ from apexgen.config import require
 
 @dataclass(frozen=True)
 class MLPConfig:
-    hidden: int = 128
+    hidden: int = 64
     layers: int = 4
     time_frequencies: int = 8
 

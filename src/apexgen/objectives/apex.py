@@ -49,11 +49,13 @@ NORMALISER_FLOOR = 1e-6
 
 @dataclass(frozen=True)
 class APEXSlices:
-    """Fractions of each batch given to each kind of row (they sum to 1)."""
+    """Fractions of each batch given to each kind of row (they sum to 1). The defaults come from the toy
+    ablation (benchmarks/toy.md): with the frozen teacher as the real branch, anchor rows only slowed the
+    generator down."""
 
     generator: float = 0.5  # one-step samples moved by L_gen (``dmd`` form)
-    anchor: float = 0.25  # real data: L_fm, or L_mix in the ``mix`` form
-    fake: float = 0.25  # the model's own samples, training the fake branch (L_fake)
+    anchor: float = 0.0  # real data: L_fm, or L_mix in the ``mix`` form
+    fake: float = 0.5  # the model's own samples, training the fake branch (L_fake)
 
     def as_dict(self) -> dict[str, float]:
         return {"generator": self.generator, "anchor": self.anchor, "fake": self.fake}
@@ -83,7 +85,9 @@ class APEXConfig:
     mix_lambda: float = 0.5  # λ in T = (1 − λ)(ε − x0) + λ·sg(F_θ(x_t, t, S(c)))
     mix_weighting: MixWeighting = "uniform"  # w(t) = t(1 − t) ("endpoint") or 1
     loss: LossKind = "mse"
-    real_velocity: RealVelocity = "live"  # the real branch in g: the live model or the reference
+    # The real branch in g: the live model (released code) or the reference (default: the frozen teacher, which
+    # for a LoRA student is the same network with its adapter off). The toy ablation chose the reference.
+    real_velocity: RealVelocity = "reference"
     real_guidance: float = 1.0  # CFG scale on the reference's real velocity
     enhanced_ratio: float = 0.0  # w of the CFG-enhanced anchor target (needs a reference)
     reference: Reference = "teacher"  # F_ref: the frozen teacher (LoRA: adapter off), an EMA, the live model

@@ -13,7 +13,7 @@ from apexgen.eval.classifier import ClassifierConfig
 from apexgen.eval.fid import FIDConfig
 from apexgen.flow import TimeSampler
 from apexgen.objectives import STUDENT_METHODS, MethodsConfig, minimum_batch_size
-from apexgen.objectives.apex import APEXConfig, APEXSlices
+from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.flow_matching import FlowMatchingConfig
 from apexgen.text import TextEncoderConfig
 from apexgen.train.loop import OptimizerConfig, TrainConfig
@@ -78,7 +78,7 @@ def default_distill_training() -> TrainConfig:
 
 def default_methods() -> MethodsConfig:
     """The text-to-image defaults: the real velocity is the frozen teacher (the LoRA base) with guidance."""
-    apex = APEXConfig(real_velocity="reference", real_guidance=3.0, slices=APEXSlices(0.5, 0.0, 0.5))
+    apex = APEXConfig(real_guidance=3.0)
     return MethodsConfig(
         flow_matching=FlowMatchingConfig(condition_dropout=0.1, time=TimeSampler("logit_normal")),
         apex=apex,

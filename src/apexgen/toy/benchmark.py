@@ -61,9 +61,11 @@ class ToyConfig:
             steps=8000, batch_size=512, optimizer=OptimizerConfig(lr=3e-3, decay="cosine"), progress=False
         )
     )
+    # student.steps is the budget in optimiser updates, the same for every method: a method that makes k
+    # updates per step (DMD2: critic_updates + 1) trains for student.steps / k steps.
     student: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            steps=4000, batch_size=256, optimizer=OptimizerConfig(lr=1e-4), progress=False
+            steps=6000, batch_size=256, optimizer=OptimizerConfig(lr=1e-3, decay="cosine"), progress=False
         )
     )
     method: MethodsConfig = field(default_factory=MethodsConfig)
@@ -185,7 +187,9 @@ def default_variants(config: ToyConfig) -> list[Variant]:
     return [Variant(name, name, config.method) for name in config.methods]
 
 
-def row(variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, train, held: int) -> dict:
+def row(
+    variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, train, held: int, updates_per_step: int = 1
+) -> dict:
     return {
         "method": method,
         "variant": variant,
@@ -208,10 +212,11 @@ def train_student(config: ToyConfig, variant: Variant, teacher, distribution, se
     student = copy.deepcopy(teacher).requires_grad_(True).train()
     objective = build_objective(variant.method, variant.methods, student, teacher)
     stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
+    steps = config.student.steps // len(objective.schedule(0))
     trainer = Trainer(
         objective,
         stream,
-        dataclasses.replace(config.student, seed=seed),
+        dataclasses.replace(config.student, seed=seed, steps=steps),
         description=f"{variant.label} {distribution.name} s{seed}",
     )
     result = trainer.run()
@@ -244,7 +249,10 @@ def run_job(
             for nfe in config.eval.student_nfe:
                 metrics, generated = evaluate(distribution, student_sampler(student, nfe, seed), seed, config.eval)
                 held = objective.held_parameters()
-                rows.append(row(variant.label, variant.method, nfe, dataset, seed, metrics, train, held))
+                updates_per_step = len(objective.schedule(0))
+                rows.append(
+                    row(variant.label, variant.method, nfe, dataset, seed, metrics, train, held, updates_per_step)
+                )
                 samples[f"{variant.label} NFE {nfe}"] = generated
     return JobResult(dataset, seed, rows, samples, metric_floor(distribution, seed, config.eval))
 
@@ -281,7 +289,7 @@ def run_toy_benchmark(
 # ``apexgen toy --quick``: one seed, short training, smaller evaluation (about a minute on 2 cores).
 QUICK = {
     "seeds": [0],
-    "teacher": {"steps": 1500},
-    "student": {"steps": 500},
-    "eval": {"samples_per_condition": 4000},
+    "teacher": {"steps": 1000},
+    "student": {"steps": 400},
+    "eval": {"samples_per_condition": 2000},
 }
