@@ -81,8 +81,12 @@ def check_rank(model: nn.Module, pattern: str, rank: int) -> dict[str, nn.Module
     return layers
 
 
-def add_lora(backbone: DiffusersBackbone, config: LoRAConfig = LoRAConfig()) -> peft.LoraConfig:
-    """Add a LoRA adapter to ``backbone.transformer``; afterwards only the LoRA matrices are trainable."""
+def add_lora(
+    backbone: DiffusersBackbone, config: LoRAConfig = LoRAConfig(), adapter_name: str = ADAPTER_NAME
+) -> peft.LoraConfig:
+    """Add a LoRA adapter to ``backbone.transformer``; afterwards only the LoRA matrices are trainable.
+    A second adapter (``adapter_name`` other than the default, e.g. DMD2's fake score) leaves the default
+    adapter the active one."""
     config.check()
     pattern = target_pattern(config.targets or backbone.lora_targets)
     layers = check_rank(backbone.transformer, pattern, config.rank)
@@ -92,7 +96,17 @@ def add_lora(backbone: DiffusersBackbone, config: LoRAConfig = LoRAConfig()) -> 
         lora_dropout=config.dropout,
         target_modules=pattern,  # peft's default init: B = 0, so the student starts as the base model
     )
-    backbone.transformer.add_adapter(lora, adapter_name=ADAPTER_NAME)
+    transformer = backbone.transformer
+    active = list(transformer.active_adapters()) if has_lora(backbone) else None
+    flags = [(p, p.requires_grad) for p in transformer.parameters()]
+    transformer.add_adapter(lora, adapter_name=adapter_name)  # diffusers makes the new adapter the active one
+    if active:  # keep the existing adapter active and trainable; the new one is trainable too
+        transformer.set_adapter(active)
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+        for name, parameter in transformer.named_parameters():
+            if f".{adapter_name}." in name:
+                parameter.requires_grad_(True)
     trainable = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
     log.info("LoRA rank %d on %d layers: %d trainable parameters", config.rank, len(layers), trainable)
     return lora
@@ -143,3 +157,53 @@ class FrozenBase(nn.Module):
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition, shift: ConditionShift | None = None) -> Tensor:
         with adapters_disabled(self.backbone):
             return self.backbone(x_t, t, cond, shift=shift)
+
+
+@contextmanager
+def active_adapter(backbone: DiffusersBackbone, name: str) -> Iterator[None]:
+    """Within the block only adapter ``name`` computes. Which weights are trainable is left exactly as it
+    was (peft's ``set_adapter`` would otherwise freeze the other adapters and unfreeze this one)."""
+    transformer = backbone.transformer
+    flags = [(p, p.requires_grad) for p in transformer.parameters()]
+    previous = list(transformer.active_adapters())
+    transformer.set_adapter(name)
+    for parameter, flag in flags:
+        parameter.requires_grad_(flag)
+    try:
+        yield
+    finally:
+        transformer.set_adapter(previous)
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+class AdapterView(nn.Module):
+    """The backbone computing with only adapter ``name``: a second trainable network that shares the frozen
+    base weights (DMD2's fake score in LoRA form: one base, two adapters). Holds the backbone unregistered;
+    its trainable weights are that adapter's LoRA matrices (:meth:`trainable_parameters`)."""
+
+    def __init__(self, backbone: DiffusersBackbone, name: str):
+        super().__init__()
+        if name not in (getattr(backbone.transformer, "peft_config", None) or {}):
+            raise ValueError(f"the backbone has no adapter {name!r}; add it first with add_lora(..., adapter_name=)")
+        self._backbone, self.name = [backbone], name
+
+    @property
+    def backbone(self) -> DiffusersBackbone:
+        return self._backbone[0]
+
+    @property
+    def feature_dim(self) -> int:
+        return self.backbone.feature_dim
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        marker = f".{self.name}."
+        return [p for n, p in self.backbone.named_parameters() if "lora_" in n and marker in n and p.requires_grad]
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Condition, shift: ConditionShift | None = None) -> Tensor:
+        with active_adapter(self.backbone, self.name):
+            return self.backbone(x_t, t, cond, shift=shift)
+
+    def velocity_and_features(self, x_t: Tensor, t: Tensor, cond: Condition) -> tuple[Tensor, Tensor]:
+        with active_adapter(self.backbone, self.name):
+            return self.backbone.velocity_and_features(x_t, t, cond)

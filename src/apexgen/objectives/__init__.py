@@ -44,10 +44,13 @@ def check_method(name: str) -> str:
     return name
 
 
-def build_objective(name: str, methods: MethodsConfig, student: nn.Module, teacher: nn.Module | None) -> Objective:
+def build_objective(
+    name: str, methods: MethodsConfig, student: nn.Module, teacher: nn.Module | None, fake: nn.Module | None = None
+) -> Objective:
     """The objective ``name`` training ``student``; ``teacher`` is frozen and never updated.
 
-    DMD2's fake-score network starts as a trainable copy of the teacher.
+    DMD2's fake-score network is ``fake`` (e.g. a second LoRA adapter on the student's base,
+    ``backbones.lora.AdapterView``) or, by default, a trainable copy of the teacher.
     """
     check_method(name)
     config = getattr(methods, name)
@@ -58,7 +61,8 @@ def build_objective(name: str, methods: MethodsConfig, student: nn.Module, teach
     if teacher is None:
         raise ValueError(f"method {name!r} distils a teacher; none was given")
     if name == "dmd2":
-        return DMD2(config, student, teacher, copy.deepcopy(teacher).requires_grad_(True).train())
+        fake = fake if fake is not None else copy.deepcopy(teacher).requires_grad_(True).train()
+        return DMD2(config, student, teacher, fake)
     if name == "consistency":
         return ConsistencyDistillation(config, student, teacher)
     return Regression(config, student, teacher)

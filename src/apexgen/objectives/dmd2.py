@@ -80,10 +80,15 @@ class DMD2(Objective):
         return self._teacher[0]
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        critic = [p for p in self.fake.parameters() if p.requires_grad]
+        """The fake score (a separate network, or in LoRA form a second adapter on the student's frozen
+        base) and the head form the critic; the student's other trainable weights, the generator."""
+        fake = getattr(self.fake, "trainable_parameters", None)
+        critic = fake() if fake else [p for p in self.fake.parameters() if p.requires_grad]
         if self.head is not None:
             critic += list(self.head.parameters())
-        return {"critic": critic, "generator": [p for p in self.student.parameters() if p.requires_grad]}
+        critic_ids = {id(p) for p in critic}
+        generator = [p for p in self.student.parameters() if p.requires_grad and id(p) not in critic_ids]
+        return {"critic": critic, "generator": generator}
 
     def networks(self) -> dict[str, nn.Module]:
         held = {"generator": self.student, "teacher": self.teacher, "fake_score": self.fake}

@@ -4,20 +4,18 @@ adapter-disabled view is the reference, or as a fully fine-tuned copy next to a 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from torch import nn
 
-from apexgen.backbones.lora import ADAPTER_NAME, FrozenBase, add_lora
+from apexgen.backbones.lora import ADAPTER_NAME
 from apexgen.backbones.sd3 import SD3Backbone
 from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER
+from apexgen.students import Networks, prepare_networks
 from apexgen.t2i.config import DistillConfig, TeacherModelConfig
 
 log = logging.getLogger(__name__)
@@ -66,23 +64,9 @@ def load_teacher(directory: str | Path) -> SD3Backbone:
     return teacher.requires_grad_(False).eval()
 
 
-@dataclass
-class Student:
-    """The network being trained and the frozen teacher it is distilled from."""
-
-    model: SD3Backbone
-    teacher: nn.Module
-
-
-def make_student(teacher_dir: str | Path, config: DistillConfig) -> Student:
-    """LoRA: the teacher with an adapter (the teacher is the same network, adapter off). Full fine-tuning:
-    a trainable copy next to the frozen teacher."""
-    model = load_teacher(teacher_dir)
-    if config.full_finetune:
-        teacher = copy.deepcopy(model)
-        return Student(model.requires_grad_(True).train(), teacher)
-    add_lora(model, config.lora)
-    return Student(model.train(), FrozenBase(model))
+def make_student(teacher_dir: str | Path, config: DistillConfig) -> Networks:
+    """The teacher in ``teacher_dir`` turned into the networks ``config.distill.method`` trains."""
+    return prepare_networks(load_teacher(teacher_dir), config.method, config.full_finetune, config.lora)
 
 
 def load_student(teacher_dir: str | Path, student_dir: str | Path) -> SD3Backbone:

@@ -93,20 +93,20 @@ def distill(config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     settings = config.distill
     encoder = text_encoder(config.text)
-    student = make_student(teacher_dir, settings)
-    objective = build_objective(settings.method, config.method, student.model, student.teacher)
+    networks = make_student(teacher_dir, settings)
+    objective = build_objective(settings.method, config.method, networks.student, networks.teacher, networks.fake)
     stream = fashion_mnist_stream(config.data, encoder, settings.train.batch_size, settings.train.seed)
     prompts = evaluation_prompts(encoder)
     trainer = Trainer(objective, stream, settings.train, out_dir=out, description=settings.method)
 
     def preview(step: int) -> None:
-        path = preview_grid(student.model, "student", 1, prompts, config, out / "previews" / f"step_{step:06d}.png")
+        path = preview_grid(networks.student, "student", 1, prompts, config, out / "previews" / f"step_{step:06d}.png")
         log.info("preview (one step): %s", path)
 
     trainer.preview = preview
     if resume:
         trainer.resume()
-    trainable = sum(p.numel() for p in student.model.parameters() if p.requires_grad)
+    trainable = sum(p.numel() for p in networks.student.parameters() if p.requires_grad)
     log.info(
         "%s: %s, %d trainable parameters, %d steps of batch %d",
         settings.method,
@@ -116,9 +116,9 @@ def distill(config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = Fals
         settings.train.batch_size,
     )
     result = trainer.run()
-    student.model.eval()
+    networks.student.eval()
     with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
-        export = (export_full if settings.full_finetune else export_lora)(student.model, out / "export")
+        export = (export_full if settings.full_finetune else export_lora)(networks.student, out / "export")
         preview(settings.train.steps)
     summary = {
         "method": settings.method,

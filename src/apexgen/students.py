@@ -1,0 +1,36 @@
+"""The networks a distillation method trains, assembled on a diffusers backbone: LoRA (peft) on the frozen
+teacher, whose adapter-disabled view is the teacher, or full fine-tuning next to a frozen copy; DMD2's
+fake score as a second adapter (LoRA) or a trainable copy of the teacher (full)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from torch import nn
+
+from apexgen.backbones.diffusers_backbone import DiffusersBackbone
+from apexgen.backbones.lora import AdapterView, FrozenBase, LoRAConfig, add_lora
+
+FAKE_ADAPTER = "fake"
+
+
+@dataclass
+class Networks:
+    student: DiffusersBackbone
+    teacher: nn.Module
+    fake: nn.Module | None = None  # DMD2's fake score; None: build_objective makes a trainable teacher copy
+
+
+def prepare_networks(model: DiffusersBackbone, method: str, full_finetune: bool, lora: LoRAConfig) -> Networks:
+    """``model`` (the loaded teacher) becomes the student: with a LoRA adapter (and, for DMD2, a second one
+    for the fake score), or fully trainable next to a frozen copy of itself."""
+    if full_finetune:
+        teacher = copy.deepcopy(model).requires_grad_(False).eval()
+        return Networks(model.requires_grad_(True).train(), teacher)
+    add_lora(model, lora)
+    fake = None
+    if method == "dmd2":
+        add_lora(model, lora, adapter_name=FAKE_ADAPTER)
+        fake = AdapterView(model, FAKE_ADAPTER)
+    return Networks(model.train(), FrozenBase(model), fake)
