@@ -1,5 +1,3 @@
-import dataclasses
-
 import pytest
 import torch
 
@@ -39,7 +37,7 @@ def fixed_time(s: float) -> TimeSampler:
 
 def test_generator_direction_is_the_rescaled_exact_score_difference():
     oracle = TwoGaussians(DATA, GENERATED)
-    objective = APEX(APEXConfig(clamp=0), oracle)
+    objective = APEX(APEXConfig(clamp=0), oracle, oracle)
     batch = code_batch(256)
     x_generated = GENERATED[0] + GENERATED[1] * torch.randn(
         256, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64
@@ -57,7 +55,7 @@ def test_generator_direction_is_the_rescaled_exact_score_difference():
 def test_generator_update_descends_the_exact_reverse_kl_of_the_noised_distributions():
     s = 0.4
     oracle = TwoGaussians(DATA, GENERATED)
-    objective = APEX(APEXConfig(clamp=0, generator_time=fixed_time(s)), oracle)
+    objective = APEX(APEXConfig(clamp=0, generator_time=fixed_time(s)), oracle, oracle)
     n = 200_000
     mean = torch.tensor(GENERATED[0], dtype=torch.float64, requires_grad=True)
     std = torch.tensor(GENERATED[1], dtype=torch.float64, requires_grad=True)
@@ -84,7 +82,7 @@ def kl_at_s(mean: torch.Tensor, std: torch.Tensor, s: float, dims: int = 2) -> t
 
 
 def test_generator_direction_vanishes_when_the_generator_equals_the_data():
-    objective = APEX(APEXConfig(), TwoGaussians(DATA, DATA))
+    objective = APEX(APEXConfig(real_velocity="live"), TwoGaussians(DATA, DATA))
     x_generated = torch.randn(64, 2, dtype=torch.float64)
     direction = objective.branch_difference(x_generated, code_batch(64), torch.Generator().manual_seed(0))
     assert torch.equal(direction, torch.zeros_like(direction))
@@ -93,7 +91,7 @@ def test_generator_direction_vanishes_when_the_generator_equals_the_data():
 def test_generator_loss_gradient_moves_one_step_samples_by_the_clamped_direction():
     model = tiny_mlp(dtype=torch.float64)
     batch = toy_batch(12, dtype=torch.float64)
-    objective = APEX(APEXConfig(clamp=0.05), model)
+    objective = APEX(APEXConfig(clamp=0.05), model, model)
     loss, _ = objective.generator_loss(batch, torch.Generator().manual_seed(5))
     loss.backward()
     actual = [p.grad.clone() for p in model.parameters()]
@@ -119,7 +117,7 @@ def test_theorem_1_mix_gradient_is_the_weighted_sum_of_supervised_and_consistenc
             mix_weighting=weighting,
             slices=APEXSlices(generator=0, anchor=0.5, fake=0.5),
         )
-        objective = APEX(config, model)
+        objective = APEX(config, model, model)
         model.zero_grad()
         objective.mix_loss(batch, torch.Generator().manual_seed(7)).backward()
         mix_gradient = [p.grad.clone() for p in model.parameters()]
@@ -145,7 +143,7 @@ def test_fake_branch_trained_on_a_fixed_generator_recovers_its_distribution():
     learned = tiny_mlp(cond_dim=1)
     model = FixedGeneratorWithLearnedFakeBranch(matrix, bias, learned)
     shift = ConditionShift(a=-1.0, b=0.0)
-    objective = APEX(APEXConfig(shift=shift), model)
+    objective = APEX(APEXConfig(shift=shift), model, model)
     optimizer = torch.optim.Adam(learned.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
     evaluation = code_batch(4000, dtype=torch.float32, seed=9)
@@ -169,11 +167,11 @@ def test_fake_branch_trained_on_a_fixed_generator_recovers_its_distribution():
 
 def test_apex_rows_split_as_configured_and_report_the_branch_gap():
     model = tiny_mlp()
-    objective = APEX(APEXConfig(), model)
+    objective = APEX(APEXConfig(slices=APEXSlices(0.5, 0.25, 0.25)), model, model)
     output = objective.loss("student", toy_batch(16), torch.Generator().manual_seed(0))
     assert set(output.terms) == {"anchor", "fake", "generator"}
     assert output.diagnostics["branch_gap"] > 0
-    mix = APEX(dataclasses.replace(APEXConfig(), generator_form="both"), model)
+    mix = APEX(APEXConfig(generator_form="both", slices=APEXSlices(0.5, 0.25, 0.25)), model, model)
     assert set(mix.loss("student", toy_batch(16), torch.Generator().manual_seed(0)).terms) == {
         "mix",
         "fake",
