@@ -89,7 +89,7 @@ def test_learning_rate_schedule():
 
 
 def test_student_ema_is_resumed_and_swapped_in_only_inside_the_block(tmp_path):
-    config = dataclasses.replace(CONFIG, ema_decay=0.5)
+    config = dataclasses.replace(CONFIG, ema_decay=0.99)
     full, full_student = make_trainer("apex", tmp_path / "full", config)
     full.run()
     stopped, _ = make_trainer("apex", tmp_path / "resumed", dataclasses.replace(config, steps=3))

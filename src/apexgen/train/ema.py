@@ -18,25 +18,34 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
         ema_buffer.copy_(buffer)
 
 
+def warmed_up_decay(decay: float, updates: int) -> float:
+    """min(μ, (1 + n)/(10 + n)): early averages forget the initial weights quickly (a plain μ = 0.999 still
+    gives random initial weights 37% of the average after 1,000 updates)."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
 class ParameterEMA:
     """An EMA of a module's trainable parameters (the whole model, or only its LoRA adapters), with a
     context manager that swaps the averaged weights in for evaluation and export."""
 
     def __init__(self, module: nn.Module, decay: float):
-        self.module, self.decay = module, decay
+        self.module, self.decay, self.updates = module, decay, 0
         self.shadow = {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
     def update(self) -> None:
+        decay = warmed_up_decay(self.decay, self.updates)
         parameters = dict(self.module.named_parameters())
         for name, average in self.shadow.items():
-            average.lerp_(parameters[name].detach().to(average.dtype), 1 - self.decay)
+            average.lerp_(parameters[name].detach().to(average.dtype), 1 - decay)
+        self.updates += 1
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "shadow": dict(self.shadow)}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name, value in state.items():
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = state["updates"]
+        for name, value in state["shadow"].items():
             self.shadow[name].copy_(value)
 
     @contextmanager
