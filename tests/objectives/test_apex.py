@@ -8,7 +8,7 @@ from apexgen.eval.toy_metrics import sliced_wasserstein2
 from apexgen.flow import TimeSampler
 from apexgen.objectives.apex import APEX, APEXConfig, APEXSlices
 from apexgen.objectives.base import per_sample_error
-from apexgen.sampling import euler_sample, one_step_with_velocity
+from apexgen.sampling import euler_sample
 from apexgen.shift import ConditionShift
 from tests.conftest import tiny_mlp, toy_batch
 from tests.objectives.oracles import (
@@ -88,21 +88,24 @@ def test_generator_direction_vanishes_when_the_generator_equals_the_data():
     assert torch.equal(direction, torch.zeros_like(direction))
 
 
-def test_generator_loss_gradient_moves_one_step_samples_by_the_clamped_direction():
+@pytest.mark.parametrize("times", [(1.0,), (1.0, 0.6)])
+def test_generator_loss_gradient_moves_samples_by_the_clamped_direction(times):
     model = tiny_mlp(dtype=torch.float64)
     batch = toy_batch(12, dtype=torch.float64)
-    objective = APEX(APEXConfig(clamp=0.05), model, model)
+    objective = APEX(APEXConfig(clamp=0.05, generator_times=times), model, model)
     loss, _ = objective.generator_loss(batch, torch.Generator().manual_seed(5))
     loss.backward()
     actual = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
 
     replay = torch.Generator().manual_seed(5)
-    noise = flow.randn_like(batch.x0, replay)
-    x_generated, _ = one_step_with_velocity(model, noise, batch.cond)
+    x_in, tau = objective.generator_inputs(batch, replay)
+    assert (tau == 1).all() if times == (1.0,) else ((tau == 1).any() and (tau == 0.6).any())
+    velocity = model(x_in, tau, batch.cond)
+    x_generated = flow.x0_from_velocity(x_in, tau, velocity)
     direction = objective.branch_difference(x_generated, batch, replay).clamp(-0.05, 0.05)
-    # ∇θ mean‖v − sg(v − g)‖² = −(2/numel)·∇θ⟨sg(g), x_g⟩ since x_g = ε − v.
-    (-(2 / direction.numel()) * (direction * x_generated).sum()).backward()
+    # ∇θ mean‖v − sg(v − g/τ)‖² = (2/numel)·∇θ⟨sg(g/τ), v⟩; x_g = x_τ − τ·v then moves by +g.
+    ((2 / direction.numel()) * (direction / tau[:, None] * velocity).sum()).backward()
     for a, b in zip(actual, model.parameters(), strict=True):
         torch.testing.assert_close(a, b.grad, rtol=1e-10, atol=1e-12)
 

@@ -78,6 +78,9 @@ class APEXConfig:
     # [ours] two time-scale updates: extra fake-branch-only steps (L_fake on a whole fresh batch, with their
     # own optimiser state) before each main step, as DMD2 updates its critic more often than its generator.
     fake_updates: int = 0
+    # [ours] the step times the generator is trained at: (1,) one step; e.g. (1, 0.6) also trains the second
+    # step of the 2-step sampler on re-noised one-step samples (DMD2's backward simulation).
+    generator_times: tuple[float, ...] = (1.0,)
     clamp: float = 1.0  # κ: elementwise bound on the generator direction g; 0 disables the clamp
     # [ours] "dmd": divide g per sample by mean |F_real(x_s) − (ε₂ − x_g)|, DMD's normaliser (DMD Eq. 8)
     # written in velocities; "none": the released code's unnormalised g.
@@ -98,6 +101,11 @@ class APEXConfig:
 
     def check(self) -> None:
         require_non_negative(self, "fake_updates")
+        require(
+            len(self.generator_times) > 0 and all(0 < t <= 1 for t in self.generator_times),
+            "generator_times",
+            f"times in (0, 1], got {self.generator_times}",
+        )
         require_non_negative(self, "weight_fake", "weight_anchor", "weight_generator", "clamp", "enhanced_ratio")
         require_fraction(self, "mix_lambda")
         require(0 <= self.reference_ema_decay < 1, "reference_ema_decay", "must be in [0, 1)")
@@ -205,14 +213,31 @@ class APEX(Objective):
                 difference = difference / flow.broadcast_time(scale, difference)
         return difference
 
-    def generator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        """L_gen = ‖F_θ(ε, 1, c) − sg(F_θ(ε, 1, c) − g)‖², g = clamp(difference, −κ, κ): moves
-        x_g = ε − F by +g, toward the real branch's denoising and away from the fake one."""
+    def generator_inputs(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(x_τ, τ) per generator row: pure noise at τ = 1; at an earlier step time τ of
+        ``generator_times``, the model's own one-step sample re-noised to τ with fresh noise, which is what
+        the few-step sampler feeds the model (DMD2's backward simulation)."""
         noise = flow.randn_like(batch.x0, generator)
-        x_generated, velocity = one_step_with_velocity(self.student, noise, batch.cond)
+        times = torch.tensor(self.config.generator_times, device=noise.device, dtype=noise.dtype)
+        tau = times[torch.randint(0, len(times), (batch.size,), generator=generator, device=noise.device)]
+        if bool((tau == 1).all()):
+            return noise, tau
+        with torch.no_grad():
+            x_one_step, _ = one_step_with_velocity(self.student, noise, batch.cond)
+        renoised = flow.interpolate(x_one_step, flow.randn_like(noise, generator), tau)
+        return torch.where(flow.broadcast_time(tau == 1, noise), noise, renoised), tau
+
+    def generator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """L_gen = ‖F_θ(x_τ, τ, c) − sg(F_θ(x_τ, τ, c) − g/τ)‖², g = clamp(difference, −κ, κ): moves the
+        sample x_g = x_τ − τ·F by +g, toward the real branch's denoising and away from the fake one
+        (τ = 1, x_τ = ε: the one-step generator G(ε, c) = ε − F(ε, 1, c))."""
+        x_in, tau = self.generator_inputs(batch, generator)
+        velocity = self.student(x_in, tau, batch.cond)
+        x_generated = flow.x0_from_velocity(x_in, tau, velocity)
         difference = self.branch_difference(x_generated, batch, generator)
         direction = difference.clamp(-self.config.clamp, self.config.clamp) if self.config.clamp > 0 else difference
-        loss = weighted_mean(per_sample_error(velocity, velocity - direction, self.config.loss))
+        target = velocity - direction / flow.broadcast_time(tau, direction)
+        loss = weighted_mean(per_sample_error(velocity, target, self.config.loss))
         # ‖F(x, s, c) − F(x, s, S(c))‖ near 0 means the shift is invisible: APEX degenerates (METHOD §7).
         diagnostics = {"branch_gap": difference.flatten(1).norm(dim=1).mean().item()}
         if self.config.clamp > 0:
