@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from apexgen.config import require
 from apexgen.objectives.apex import APEX, APEXConfig
 from apexgen.objectives.base import Objective, minimum_batch
 from apexgen.objectives.consistency import ConsistencyConfig, ConsistencyDistillation
@@ -36,6 +37,16 @@ def minimum_batch_size(name: str, methods: MethodsConfig) -> int:
     if name in ("apex", "twinflow"):
         return minimum_batch(getattr(methods, name).slices.as_dict())
     return 1
+
+
+def require_batch_fits(name: str, methods: MethodsConfig, batch_size: int, key: str) -> None:
+    """A ConfigError at ``key`` when a batch of ``batch_size`` rows cannot be split into the method's slices."""
+    smallest = minimum_batch_size(name, methods)
+    require(
+        batch_size >= smallest,
+        key,
+        f"{name} splits each batch into slices and needs at least {smallest} rows, got {batch_size}",
+    )
 
 
 def check_method(name: str) -> str:

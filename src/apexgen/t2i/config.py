@@ -12,7 +12,7 @@ from apexgen.data.prompts import HELD_OUT
 from apexgen.eval.classifier import ClassifierConfig
 from apexgen.eval.fid import FIDConfig
 from apexgen.flow import TimeSampler
-from apexgen.objectives import STUDENT_METHODS, MethodsConfig, minimum_batch_size
+from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fits
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.flow_matching import FlowMatchingConfig
 from apexgen.text import TextEncoderConfig
@@ -135,10 +135,4 @@ class T2IConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def check(self) -> None:
-        smallest = minimum_batch_size(self.distill.method, self.method)
-        require(
-            self.distill.train.batch_size >= smallest,
-            "distill.train.batch_size",
-            f"{self.distill.method} splits each batch into slices and needs at least {smallest} rows, "
-            f"got {self.distill.train.batch_size}",
-        )
+        require_batch_fits(self.distill.method, self.method, self.distill.train.batch_size, "distill.train.batch_size")

@@ -27,7 +27,7 @@ from apexgen.condition import VectorCondition
 from apexgen.config import require, require_positive, to_dict
 from apexgen.data.toy import DISTRIBUTIONS, ToyDistribution, ToyStream, toy_distribution
 from apexgen.eval.toy_metrics import mean_metrics, toy_metrics
-from apexgen.objectives import STUDENT_METHODS, MethodsConfig, build_objective, minimum_batch_size
+from apexgen.objectives import STUDENT_METHODS, MethodsConfig, build_objective, require_batch_fits
 from apexgen.objectives.base import count_parameters
 from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
 from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer, TrainResult
@@ -87,13 +87,7 @@ class ToyConfig:
             )
         require(len(self.seeds) > 0, "seeds", "at least one seed")
         for name in self.methods:
-            smallest = minimum_batch_size(name, self.method)
-            require(
-                self.student.batch_size >= smallest,
-                "student.batch_size",
-                f"{name} splits each batch into slices and needs at least {smallest} rows, "
-                f"got {self.student.batch_size}",
-            )
+            require_batch_fits(name, self.method, self.student.batch_size, "student.batch_size")
         require_positive(self, "workers")
 
 
