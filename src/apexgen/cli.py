@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apexgen", description="One-step generators from flow-matching models with APEX."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (on a busy machine, 1 avoids thrashing)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     toy = commands.add_parser("toy", help="the 2-D toy benchmark: every method against an exact answer")
@@ -213,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from apexgen.config import ConfigError
     from apexgen.data.fashion_mnist import DatasetCorruptError, DatasetMissingError
     from apexgen.t2i.models import ModelFileError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from apexgen.eval.classifier import PromptClassifier, load_or_train_classifier
+from apexgen.eval.classifier import PromptClassifier, load_classifier, load_or_train_classifier
 from apexgen.eval.diversity import prompt_diversity
 from apexgen.eval.fid import (
     FeatureStatistics,
@@ -23,7 +23,7 @@ from apexgen.eval.fid import (
 )
 from apexgen.t2i.config import T2IConfig
 from apexgen.t2i.generate import Sampler, generate
-from apexgen.t2i.models import load_student, load_teacher
+from apexgen.t2i.models import SHIPPED_CLASSIFIER, load_student, load_teacher, shipped_asset
 from apexgen.t2i.prompts import EvaluationPrompts, evaluation_prompts
 from apexgen.t2i.train import preview_grid
 from apexgen.text import text_encoder
@@ -124,9 +124,21 @@ class Scorer:
         return row
 
 
+def prompt_classifier(config: T2IConfig) -> PromptClassifier:
+    """The classifier that ships in the package when it was trained with these settings, else the one in
+    ``eval.classifier.cache_dir`` (trained and cached there first if there is none)."""
+    shipped = shipped_asset(SHIPPED_CLASSIFIER)
+    if shipped is not None:
+        try:
+            return load_classifier(config.eval.classifier, shipped)
+        except ValueError as error:
+            log.info("not using the shipped classifier (%s)", error)
+    return load_or_train_classifier(config.eval.classifier, config.data.data_dir)
+
+
 def scorer(config: T2IConfig) -> Scorer:
     encoder = text_encoder(config.text)
-    classifier = load_or_train_classifier(config.eval.classifier, config.data.data_dir)
+    classifier = prompt_classifier(config)
     reference = reference_statistics(config.eval.fid, config.data.data_dir)
     return Scorer(evaluation_prompts(encoder), reference, classifier, config)
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 TEACHER_INFO = "teacher.json"
 SHIPPED_TEACHER = "fashion_mnist_teacher"  # in the package's assets/
+SHIPPED_CLASSIFIER = "fashion_mnist_classifier"
 
 
 class ModelFileError(RuntimeError):
@@ -29,10 +30,16 @@ class ModelFileError(RuntimeError):
     file and how to fix it."""
 
 
+def shipped_asset(name: str) -> Path | None:
+    """A folder in the package's ``assets/`` (the shipped teacher or classifier), if it is there."""
+    path = Path(str(resources.files("apexgen") / "assets" / name))
+    return path if path.is_dir() and any(path.iterdir()) else None
+
+
 def shipped_teacher() -> Path | None:
     """The teacher trained by ``apexgen train-teacher`` that ships inside the package, if present."""
-    path = Path(str(resources.files("apexgen") / "assets" / SHIPPED_TEACHER))
-    return path if (path / TRANSFORMER_FOLDER).is_dir() else None
+    path = shipped_asset(SHIPPED_TEACHER)
+    return path if path is not None and (path / TRANSFORMER_FOLDER).is_dir() else None
 
 
 def new_teacher(model: TeacherModelConfig, seed: int) -> SD3Backbone:
