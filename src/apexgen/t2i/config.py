@@ -14,11 +14,16 @@ from apexgen.eval.fid import FIDConfig
 from apexgen.flow import TimeSampler
 from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fits
 from apexgen.objectives.apex import APEXConfig
+from apexgen.objectives.consistency import ConsistencyConfig
+from apexgen.objectives.dmd2 import DMD2Config
+from apexgen.objectives.regression import RegressionConfig
+from apexgen.objectives.twinflow import TwinFlowConfig
 from apexgen.objectives.flow_matching import FlowMatchingConfig
 from apexgen.text import TextEncoderConfig
 from apexgen.train.loop import OptimizerConfig, TrainConfig
 
 TEXT_DIM = 384  # MiniLM's hidden size: the width of the prompt tokens and of the pooled vector
+GUIDANCE = 3.0  # the teacher's CFG scale, for sampling it and for every distillation target
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,17 @@ def default_distill_training() -> TrainConfig:
 
 
 def default_methods() -> MethodsConfig:
-    """The text-to-image defaults: the real velocity is the frozen teacher (the LoRA base) with guidance."""
-    apex = APEXConfig(real_guidance=3.0)
+    """The text-to-image defaults: every student distils the teacher with the same guidance (CFG 3): APEX's
+    and TwinFlow's real branch, DMD2's real score, the consistency and regression teachers' ODE solvers."""
+    apex = APEXConfig(real_guidance=GUIDANCE)
     return MethodsConfig(
         flow_matching=FlowMatchingConfig(condition_dropout=0.1, time=TimeSampler("logit_normal")),
         apex=apex,
-        twinflow=type(MethodsConfig().twinflow)(**{**apex.__dict__, "fake_key": "negative_time"}),
+        twinflow=TwinFlowConfig(**{**apex.__dict__, "fake_key": "negative_time"}),
+        dmd2=DMD2Config(guidance=GUIDANCE),
+        consistency=ConsistencyConfig(guidance=GUIDANCE),
+        # 2,048 pairs from 25-step CFG trajectories: ~100k network evaluations before training starts
+        regression=RegressionConfig(pairs=2048, teacher_steps=25, guidance=GUIDANCE),
     )
 
 
@@ -107,7 +117,7 @@ class EvalConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     teacher_nfe: tuple[int, ...] = (1, 2, 4, 8, 50)
     student_nfe: tuple[int, ...] = (1, 2, 4)
-    guidance: float = 3.0  # CFG scale of the teacher's sampler
+    guidance: float = GUIDANCE  # CFG scale of the teacher's sampler
     batch_size: int = 250
     grid_seeds: int = 8
     seed: int = 0
