@@ -16,9 +16,9 @@ from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fit
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.consistency import ConsistencyConfig
 from apexgen.objectives.dmd2 import DMD2Config
+from apexgen.objectives.flow_matching import FlowMatchingConfig
 from apexgen.objectives.regression import RegressionConfig
 from apexgen.objectives.twinflow import TwinFlowConfig
-from apexgen.objectives.flow_matching import FlowMatchingConfig
 from apexgen.text import TextEncoderConfig
 from apexgen.train.loop import OptimizerConfig, TrainConfig
 
