@@ -70,6 +70,7 @@ def main() -> None:
     config = dataclasses.replace(
         ToyConfig(),
         seeds=tuple(args.seeds),
+        workers=args.workers,
         eval=dataclasses.replace(ToyConfig().eval, teacher_nfe=(1, 50), student_nfe=(1,)),
     )
     started = time.perf_counter()
