@@ -21,7 +21,8 @@ data:
 test: setup
 	$(BIN)/python -m pytest
 
-demo: toy
+demo: setup
+	$(BIN)/apexgen demo --out runs/demo
 
 toy: setup
 	$(BIN)/apexgen toy --out runs/toy
