@@ -8,19 +8,22 @@ feature map (``feature_module``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from torch import Tensor, nn
 
 from apexgen.condition import Condition
 from apexgen.shift import ConditionShift
 
 
-class FlowBackbone(nn.Module):
+class FlowBackbone(nn.Module, ABC):
     text_projection: str = ""
     feature_module: str = ""
     feature_dim: int = 0
 
+    @abstractmethod
     def velocity(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must implement velocity(x_t, t, cond)")
+        """The velocity F(x_t, t, c) in apexgen's convention (v = ε − x0, t = 1 at noise)."""
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition, shift: ConditionShift | None = None) -> Tensor:
         """F(x_t, t, c) or, with ``shift``, F(x_t, t, S(c))."""

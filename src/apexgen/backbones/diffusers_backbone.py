@@ -10,6 +10,7 @@ pipeline run with one step.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -71,21 +72,22 @@ class DiffusersBackbone(FlowBackbone):
 
     # What subclasses describe.
     @property
+    @abstractmethod
     def latent_channels(self) -> int:
         """C of the (B, C, H, W) latents the pipeline denoises."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def spatial_multiple(self) -> int:
         """H and W must be multiples of this (patch size, times 2 where latents are packed)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def late_block(self) -> str:
         """The transformer's last block, whose output holds the image-token hidden states."""
-        raise NotImplementedError
 
+    @abstractmethod
     def hidden_size(self) -> int:
-        raise NotImplementedError
+        """The width of the image-token hidden states (the discriminator head's input)."""
 
     # Shared helpers.
     def check_inputs(self, x_t: Tensor, t: Tensor, cond: TextCondition, needs_pooled: bool = False) -> Tensor:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ def load_image(source: Path | bytes, resolution: int) -> Tensor:
     return pixels.float() / 127.5 - 1.0
 
 
-class Reader:
+class Reader(ABC):
     """Records of one source; iterating decodes the images and skips (and counts) unreadable ones."""
 
     has_images = True
@@ -73,15 +74,17 @@ class Reader:
         self.path, self.resolution = path, resolution
         self.skipped = 0  # unreadable images in the latest complete pass
 
+    @abstractmethod
     def records(self) -> Iterator[Record]:
-        raise NotImplementedError
+        """Every record of the source, in a fixed order."""
 
+    @abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """The number of records."""
 
+    @abstractmethod
     def identity(self) -> dict:
         """What the records depend on (the cache key): file contents or sizes and modification times."""
-        raise NotImplementedError
 
     def __iter__(self) -> Iterator[ImageText]:
         skipped: list[str] = []

@@ -12,6 +12,7 @@ guidance is the zero vector.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -27,21 +28,23 @@ class EvalCondition:
     values: Tensor  # (cond_dim,)
 
 
-class ToyDistribution:
+class ToyDistribution(ABC):
     name: str
     cond_dim: int
     data_dim = 2
     sigma = 0.08
 
+    @abstractmethod
     def sample_conditions(self, n: int, generator: torch.Generator) -> Tensor:
-        raise NotImplementedError
+        """n conditions drawn from the training distribution of c."""
 
+    @abstractmethod
     def modes(self, cond: Tensor) -> Tensor:
         """Mode centres (n, M, 2) of each condition's mixture (equal weights, std ``sigma``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def eval_conditions(self) -> list[EvalCondition]:
-        raise NotImplementedError
+        """The fixed evaluation conditions (the columns of the sample grids)."""
 
     def sample(self, cond: Tensor, generator: torch.Generator, stratified: bool = False) -> Tensor:
         """Exact samples x ~ p(x | c), one per row of ``cond``. ``stratified``: the rows are spread over

@@ -5,6 +5,7 @@ trainer drives, the per-sample losses (METHOD §4) and the partition of a batch 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -100,7 +101,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class Objective(nn.Module):
+class Objective(nn.Module, ABC):
     """A training method. The trainer asks which parameter groups to update at a step, in order, and
     for each one calls :meth:`loss`, steps that group's optimiser, then :meth:`after_update`.
 
@@ -132,8 +133,9 @@ class Objective(nn.Module):
     def schedule(self, step: int) -> list[str]:
         return ["student"]
 
+    @abstractmethod
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
-        raise NotImplementedError
+        """The loss of parameter group ``group`` on ``batch``, with all randomness from ``generator``."""
 
     def after_update(self, group: str) -> None:
         """Called after each optimiser step of ``group`` (EMA targets update here)."""
