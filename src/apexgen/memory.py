@@ -24,23 +24,32 @@ def resident_kib(field: str) -> int | None:
     return None
 
 
+def current_bytes(device: torch.device) -> int:
+    """Memory in use now: allocated CUDA memory, or the process's resident set."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    return (resident_kib("VmRSS") or 0) * 1024
+
+
 class PeakMemory:
-    """``with PeakMemory(device) as peak: ...``; then ``peak.mib`` is the peak above the entry level."""
+    """``with PeakMemory(device) as peak: ...``; then ``peak.mib`` is the peak above the entry level and
+    ``peak.peak_bytes`` the absolute peak. Entering resets the peak counter, so nested measurements see only
+    their own block: an outer measurement must combine the inner ones (see ``TimeLedger``)."""
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.mib = 0.0
+        self.peak_bytes = 0
         self.method = ""
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-            self.start = torch.cuda.memory_allocated(self.device)
             self.method = "cuda_allocator_peak"
         else:
             self.method = self.reset_resident_peak()
-            self.start = (resident_kib("VmRSS") or 0) * 1024
+        self.start = current_bytes(self.device)
         return self
 
     def reset_resident_peak(self) -> str:
@@ -61,4 +70,5 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.mib = max(self.current_peak_bytes() - self.start, 0) / MIB
+        self.peak_bytes = self.current_peak_bytes()
+        self.mib = max(self.peak_bytes - self.start, 0) / MIB

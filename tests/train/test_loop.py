@@ -105,3 +105,20 @@ def test_student_ema_is_resumed_and_swapped_in_only_inside_the_block(tmp_path):
             assert torch.equal(p, full.ema.shadow[name])
     for p, before in zip(full_student.parameters(), live, strict=True):
         assert torch.equal(p, before)
+
+
+def test_peak_memory_covers_every_step_not_only_the_last(tmp_path):
+    trainer, _ = make_trainer("apex", None, dataclasses.replace(CONFIG, steps=3))
+    original = trainer.step
+
+    def step_with_a_spike(step):
+        values = original(step)
+        if step == 0:
+            with trainer.ledger.step(step + 1):
+                spike = torch.ones(64 * 2**20 // 4)  # 64 MiB touched inside the first step
+                spike += 1
+        return values
+
+    trainer.step = step_with_a_spike
+    result = trainer.run()
+    assert result.peak_memory_mb >= 60

@@ -1,5 +1,6 @@
 """The memory and time ledger: per training step, seconds spent in each named section (data, each loss
-term, backward, optimiser) and the step's peak memory (CUDA allocator on GPU, process RSS on CPU)."""
+term, backward, optimiser) and the step's peak memory above its start (CUDA allocator on GPU, process RSS
+on CPU), and the highest absolute peak of the run."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class TimeLedger:
         self.device = torch.device(device)
         self.current: dict[str, float] = defaultdict(float)
         self.steps: list[dict[str, float]] = []
+        self.peak_bytes = 0  # the highest absolute peak of any step
 
     def synchronise(self) -> None:
         if self.device.type == "cuda":
@@ -47,6 +49,7 @@ class TimeLedger:
         with PeakMemory(self.device) as peak:
             yield
         self.synchronise()
+        self.peak_bytes = max(self.peak_bytes, peak.peak_bytes)
         record = {"step": index, "seconds": time.perf_counter() - started, "peak_memory_mb": peak.mib}
         record.update({f"time/{name}": seconds for name, seconds in self.current.items()})
         self.steps.append(record)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from apexgen.batch import DataStream
 from apexgen.config import require, require_non_negative, require_positive
-from apexgen.memory import PeakMemory
+from apexgen.memory import MIB, current_bytes
 from apexgen.objectives.base import Objective
 from apexgen.train import checkpoint
 from apexgen.train.distributed import Distributed
@@ -224,7 +224,7 @@ class Trainer:
         if self.start_step == 0:
             self.objective.prepare(self.data, self.generator)
         board = tensorboard_writer(self.out_dir) if main and config.tensorboard and self.out_dir else None
-        started = time.perf_counter()
+        started, start_bytes = time.perf_counter(), current_bytes(self.device)
         bar = tqdm(
             range(self.start_step, config.steps),
             desc=self.description,
@@ -233,29 +233,29 @@ class Trainer:
             total=config.steps,
             dynamic_ncols=True,
         )
-        with PeakMemory(self.device) as peak:
-            for step in bar:
-                values, done = self.step(step), step + 1
-                if done % config.log_every == 0 or done == config.steps:
-                    values = self.distributed.mean_over_ranks(values)
-                    self.history.append({"step": done, **values})
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-                    for name, value in values.items() if board else ():
-                        board.add_scalar(name, value, done)
-                if main and self.preview and config.preview_every and done % config.preview_every == 0:
-                    self.preview(done)
-                if self.checkpoint_dir and config.checkpoint_every and done % config.checkpoint_every == 0:
-                    self.save(done)
+        for step in bar:
+            values, done = self.step(step), step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                values = self.distributed.mean_over_ranks(values)
+                self.history.append({"step": done, **values})
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+                for name, value in values.items() if board else ():
+                    board.add_scalar(name, value, done)
+            if main and self.preview and config.preview_every and done % config.preview_every == 0:
+                self.preview(done)
+            if self.checkpoint_dir and config.checkpoint_every and done % config.checkpoint_every == 0:
+                self.save(done)
         if board is not None:
             board.close()
-        return self.finish(time.perf_counter() - started, peak)
+        peak_mb = max(self.ledger.peak_bytes - start_bytes, 0) / MIB
+        return self.finish(time.perf_counter() - started, peak_mb)
 
-    def finish(self, seconds: float, peak: PeakMemory) -> TrainResult:
+    def finish(self, seconds: float, peak_mb: float) -> TrainResult:
+        """The run's result (peak memory: the highest step peak above the level at the start of the run)."""
         unique = {id(p): p for params in self.groups.values() for p in params}
         trainable = sum(p.numel() for p in unique.values())
-        result = TrainResult(
-            self.config.steps - self.start_step, seconds, peak.mib, peak.method, trainable, self.history
-        )
+        method = "cuda_allocator_peak" if self.device.type == "cuda" else "process_rss_peak"
+        result = TrainResult(self.config.steps - self.start_step, seconds, peak_mb, method, trainable, self.history)
         if self.out_dir is not None and self.distributed.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "history.json").write_text(json.dumps(self.history))
