@@ -1,0 +1,78 @@
+"""``apexgen sample``: an exported student run by the stock diffusers pipeline, exactly as a user would run
+it (``from_pretrained``, ``load_lora_weights`` or the exported transformer, the exported scheduler settings
+and call arguments), and the image generation that training previews share."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from apexgen.backbones.registry import adapter_class
+from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER, read_settings, sampling_scheduler
+from apexgen.run.networks import seeded_global_rng
+from apexgen.run.pipeline import DTYPES, PipelineError, load_pipeline, sampling_arguments
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    images: list[Path]
+    settings: dict[str, Any]
+
+
+def generate(pipeline, settings: dict[str, Any], steps: int, seed: int, resolution: int | None, **prompt) -> list:
+    """PIL images from the pipeline with the exported arguments for ``steps`` steps; ``prompt`` holds either
+    ``prompt=`` (text, encoded by the pipeline) or precomputed embeddings (``run.pipeline.prompt_arguments``)."""
+    size = {} if resolution is None else {"height": resolution, "width": resolution}
+    generator = torch.Generator().manual_seed(seed)
+    with seeded_global_rng(seed, pipeline.device), torch.no_grad():
+        output = pipeline(
+            **prompt, **sampling_arguments(pipeline, settings, steps), **size, generator=generator, output_type="pil"
+        )
+    return output.images
+
+
+def student_pipeline(model: str, export: Path, dtype: str, device: str):
+    """The stock pipeline of ``model`` carrying the student exported to ``export`` and its sampling scheduler."""
+    try:
+        settings = read_settings(export)
+    except FileNotFoundError as error:
+        raise PipelineError(f"{error}; pass the export folder of a run (<out>/export or `apexgen export`)") from None
+    backbone = settings["backbone"]
+    if settings["weights"] == "full":
+        transformer_class = adapter_class(backbone).transformer_class
+        transformer = transformer_class.from_pretrained(str(export / TRANSFORMER_FOLDER), dtype=DTYPES[dtype])
+        pipeline = load_pipeline(backbone, model, dtype, transformer=transformer)
+    else:
+        pipeline = load_pipeline(backbone, model, dtype)
+        pipeline.load_lora_weights(str(export), weight_name=LORA_WEIGHTS)
+    pipeline.scheduler = sampling_scheduler(settings, pipeline.scheduler.config)
+    return pipeline.to(device), settings
+
+
+def run_sample(
+    model: str,
+    export: Path,
+    prompt: str,
+    out: Path,
+    steps: int = 1,
+    images: int = 1,
+    seed: int = 0,
+    resolution: int | None = None,
+    dtype: str = "fp32",
+    device: str = "cpu",
+) -> SampleResult:
+    """Sample ``images`` images of ``prompt`` and save them as ``out`` (several: ``<stem>_<i><suffix>``)."""
+    pipeline, settings = student_pipeline(model, export, dtype, device)
+    pictures = generate(pipeline, settings, steps, seed, resolution, prompt=[prompt] * images)
+    paths = [out] if images == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(images)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for picture, path in zip(pictures, paths, strict=True):
+        picture.save(path)
+    log.info("%d image(s) of %r with %d step(s): %s", images, prompt, steps, ", ".join(map(str, paths)))
+    return SampleResult(paths, settings)
