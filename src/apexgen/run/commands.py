@@ -104,7 +104,16 @@ def bench_command(args: argparse.Namespace) -> int:
     from apexgen.run.bench import BenchSettings, format_table, run_bench
 
     settings = BenchSettings(
-        args.backbone, args.size, args.lora, args.rank, args.steps, args.batch, args.resolution, args.device, args.seed
+        args.backbone,
+        args.size,
+        args.lora,
+        args.rank,
+        args.steps,
+        args.batch,
+        args.resolution,
+        args.device,
+        args.seed,
+        args.precision,
     )
     print(format_table(run_bench(settings, args.out)))
     return 0
@@ -145,7 +154,8 @@ def add_run_commands(commands) -> None:
     bench.add_argument("--steps", type=int, default=5, help="steps per method; the first is excluded from the mean")
     bench.add_argument("--batch", type=int, default=4)
     bench.add_argument("--resolution", type=int, help="image side in pixels (default: 32 tiny, 512 for 0.7b)")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast, bf16 frozen weights)")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 on a GPU, fp32 on a CPU")
     bench.add_argument("--out", type=Path, default=Path("runs/bench"))
     bench.set_defaults(run=bench_command)
