@@ -150,7 +150,8 @@ def run_training(config: RunConfig, resume: bool = False) -> RunResult:
     adapter = backbone_spec(config.model.backbone).adapter_class()(pipeline.transformer)
     if not config.model.full_finetune:
         check_lora_rank(adapter, config.model.lora)
-    distributed = Distributed.from_environment()
+    # accelerate joins CPU processes into a group only when asked for the CPU (else each runs alone)
+    distributed = Distributed.from_environment(cpu=not torch.cuda.is_available())
     stream, cond = encode_data(config, pipeline, distributed)
     objective = training_objective(config, adapter, distributed.device)
     preview = previewer(config, pipeline, adapter, cond, out) if distributed.is_main else None
