@@ -1,9 +1,11 @@
 """Bad input to ``apexgen train`` (and ``export``/``sample``): one clear error naming the problem and the fix,
 raised before any training, and no output folder written."""
 
+import json
 import shutil
 
 import pytest
+from diffusers import SD3Transformer2DModel
 
 import apexgen.run.train as run_train
 from apexgen.cli import main
@@ -57,9 +59,8 @@ def test_folder_that_is_no_pipeline_or_of_another_backbone(run, tmp_path, models
     assert run(model=tmp_path / "empty") == 3
     assert "is not a diffusers pipeline folder: model_index.json is missing" in caplog.text
     assert run("model.backbone=flux", model=models("sd3")) == 3
-    assert "holds a StableDiffusion3Pipeline, but model.backbone=flux needs a FluxPipeline; set model.backbone=sd3" in (
-        caplog.text
-    )
+    assert "holds a StableDiffusion3Pipeline, but the flux backbone needs a FluxPipeline" in caplog.text
+    assert "use the sd3 backbone (model.backbone=sd3 in a run)" in caplog.text
 
 
 def test_lora_rank_larger_than_a_layer_fails_before_the_data_is_encoded(run, caplog, monkeypatch):
@@ -99,3 +100,17 @@ def test_export_and_sample_of_folders_that_are_not_runs_or_exports(tmp_path, mod
     arguments = ["sample", "--model", str(models("sd3")), "--lora", str(tmp_path / "nothing"), "--prompt", "a cat"]
     assert main([*arguments, "--out", str(tmp_path / "image.png")]) == 3
     assert "not an apexgen export" in caplog.text and not (tmp_path / "image.png").exists()
+
+
+def test_sample_refuses_a_lora_of_another_model(tmp_path, models, caplog):
+    """A LoRA trained on one SD3 model, sampled with another whose layers have other shapes."""
+    out = tmp_path / "run"
+    assert main(train_arguments("sd3", models("sd3"), images(tmp_path / "data"), out, "train.steps=1")) == 0
+    other = tmp_path / "other"
+    shutil.copytree(models("sd3"), other)
+    config = json.loads((other / "transformer" / "config.json").read_text())
+    transformer = SD3Transformer2DModel.from_config({**config, "attention_head_dim": 8})
+    transformer.save_pretrained(other / "transformer")
+    arguments = ["sample", "--model", str(other), "--lora", str(out / "export"), "--prompt", "a cat"]
+    assert main([*arguments, "--out", str(tmp_path / "image.png")]) == 3
+    assert "does not fit the transformer of" in caplog.text and not (tmp_path / "image.png").exists()

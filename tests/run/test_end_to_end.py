@@ -83,3 +83,14 @@ def test_export_command_rebuilds_the_export_from_the_newest_checkpoint(tmp_path,
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
     assert not any(".fake." in key for key in first)
     assert (tmp_path / "again" / SETTINGS_FILE).is_file()
+
+
+def test_prompt_only_data_bf16_weights_and_gradient_checkpointing(tmp_path, models):
+    """APEX's default rows need only prompts; frozen bf16 weights under bf16 autocast, fp32 LoRA weights."""
+    (tmp_path / "prompts.txt").write_text("a red cat\na blue dog\ngreen grass\n")
+    overrides = ("data.kind=prompts", "model.dtype=bf16", "train.precision=bf16", "model.gradient_checkpointing=true")
+    out = tmp_path / "run"
+    assert main(train_arguments("sana", models("sana"), tmp_path / "prompts.txt", out, *overrides)) == 0
+    check_run(out, "sana", "lora")
+    weights = load_file(out / "export" / LORA_WEIGHTS)
+    assert weights and all(tensor.dtype == torch.float32 for tensor in weights.values())

@@ -53,9 +53,10 @@ def check_folder(path: Path, spec: BackboneSpec) -> None:
     class_name = index.get("_class_name")
     if class_name != spec.pipeline:
         other = backbone_of_pipeline(class_name)
-        fix = f"set model.backbone={other}" if other else "point model.path at a folder of the right model"
+        fix = f" or use the {other} backbone (model.backbone={other} in a run)" if other else ""
         raise PipelineError(
-            f"{path} holds a {class_name}, but model.backbone={spec.name} needs a {spec.pipeline}; {fix}"
+            f"{path} holds a {class_name}, but the {spec.name} backbone needs a {spec.pipeline}; point to a "
+            f"{spec.name} model{fix}"
         )
     missing = [name for name in required if not (path / name).is_dir() or not any(index.get(name) or ())]
     if missing:

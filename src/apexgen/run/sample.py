@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from apexgen.backbones.registry import adapter_class
 from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER, read_settings, sampling_scheduler
@@ -37,6 +39,21 @@ def generate(pipeline, settings: dict[str, Any], steps: int, seed: int, resoluti
     return output.images
 
 
+def load_lora(pipeline, export: Path, model: str) -> None:
+    """``load_lora_weights``, insisting that every LoRA matrix of the file found its layer (peft skips
+    unmatched keys with a warning only)."""
+    weights = export / LORA_WEIGHTS
+    mismatch = f"{weights} does not fit the transformer of {model!r}: was it trained on another model?"
+    try:
+        pipeline.load_lora_weights(str(export), weight_name=LORA_WEIGHTS)
+    except (ValueError, RuntimeError, KeyError, OSError, SafetensorError) as error:
+        raise PipelineError(f"{mismatch} ({type(error).__name__}: {str(error)[:300]})") from None
+    expected = sum(1 for key in load_file(str(weights)) if "lora_" in key)
+    loaded = sum(1 for name, _ in pipeline.transformer.named_parameters() if "lora_" in name)
+    if expected == 0 or loaded != expected:
+        raise PipelineError(f"{mismatch} ({expected} LoRA matrices in the file, {loaded} loaded)")
+
+
 def student_pipeline(model: str, export: Path, dtype: str, device: str):
     """The stock pipeline of ``model`` carrying the student exported to ``export`` and its sampling scheduler."""
     try:
@@ -50,7 +67,7 @@ def student_pipeline(model: str, export: Path, dtype: str, device: str):
         pipeline = load_pipeline(backbone, model, dtype, transformer=transformer)
     else:
         pipeline = load_pipeline(backbone, model, dtype)
-        pipeline.load_lora_weights(str(export), weight_name=LORA_WEIGHTS)
+        load_lora(pipeline, export, model)
     pipeline.scheduler = sampling_scheduler(settings, pipeline.scheduler.config)
     return pipeline.to(device), settings
 
