@@ -63,7 +63,13 @@ def student_pipeline(model: str, export: Path, dtype: str, device: str):
     backbone = settings["backbone"]
     if settings["weights"] == "full":
         transformer_class = adapter_class(backbone).transformer_class
-        transformer = transformer_class.from_pretrained(str(export / TRANSFORMER_FOLDER), dtype=DTYPES[dtype])
+        try:
+            transformer = transformer_class.from_pretrained(str(export / TRANSFORMER_FOLDER), dtype=DTYPES[dtype])
+        except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+            raise PipelineError(
+                f"the exported transformer in {export / TRANSFORMER_FOLDER} could not be read "
+                f"({type(error).__name__}: {str(error)[:300]}); export it again with `apexgen export --run <out>`"
+            ) from None
         pipeline = load_pipeline(backbone, model, dtype, transformer=transformer)
     else:
         pipeline = load_pipeline(backbone, model, dtype)

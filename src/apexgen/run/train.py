@@ -99,6 +99,8 @@ def check_out_folder(out: Path, resume: bool) -> None:
 
 def encode_data(config: RunConfig, pipeline, distributed: Distributed):
     """The rank's stream of encoded data and the preview prompts' embeddings (None without prompts)."""
+    if distributed.active and config.data.cache_dir is None:
+        log.warning("data.cache_dir is not set: each of the %d processes encodes all the data", distributed.world_size)
     move_text_encoders(pipeline, distributed.device)
     pipeline.vae.to(distributed.device)
     with main_process_first(distributed):
