@@ -29,6 +29,7 @@ from apexgen.objectives.base import Objective
 from apexgen.run.bench_models import BenchModel, bench_model
 from apexgen.run.networks import upcast
 from apexgen.students import Networks, prepare_networks
+from apexgen.train.distributed import Distributed
 from apexgen.train.loop import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,11 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
         progress=False,
         tensorboard=False,
     )
-    trainer = Trainer(objective, RandomBatches(settings, model, channels), config, out and out / variant.name)
+    # The trainer's device decides where its noise generator lives, what its ledger synchronises and whether
+    # peak memory is the CUDA allocator's or the process RSS.
+    placement = Distributed(device=torch.device(settings.device))
+    batches = RandomBatches(settings, model, channels)
+    trainer = Trainer(objective, batches, config, out and out / variant.name, distributed=placement)
     result = trainer.run()
     row = BenchRow(
         variant.name,
