@@ -50,10 +50,11 @@ class ModelConfig:
 
 
 FSDP_UNSUPPORTED = (
-    "FSDP is not supported yet: the trainer averages gradients itself with one all-reduce per bucket, toggles "
-    "requires_grad per parameter group within a step and deep-copies the model for the frozen teacher, none of "
-    "which works on sharded parameters. Set model.fsdp=false: full fine-tuning then runs data-parallel (every "
-    "process holds the whole model), or use LoRA (model.full_finetune=false)"
+    "FSDP is not supported yet: the trainer broadcasts and all-reduces whole parameters and gradients itself, "
+    "writes checkpoints and the export from whole tensors, and runs previews on the main process alone (a "
+    "sharded forward needs every process); each needs its sharded counterpart first. Set model.fsdp=false: full "
+    "fine-tuning then runs data-parallel (every process holds the whole model), or use LoRA "
+    "(model.full_finetune=false)"
 )
 
 
