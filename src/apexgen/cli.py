@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     add_config_arguments(demo)
     demo.set_defaults(run=demo_command)
+
+    from apexgen.run.commands import add_run_commands
+
+    add_run_commands(commands)
     return parser
 
 

@@ -1,0 +1,165 @@
+"""Settings of a training run on a real backbone, filled strictly from YAML and ``KEY=VALUE`` overrides
+(``apexgen.config``), and the rules that must hold before any weights are loaded: each failure names the
+key and the setting to change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from apexgen.backbones.lora import LoRAConfig
+from apexgen.backbones.registry import BACKBONES
+from apexgen.config import ConfigError, require, require_non_negative
+from apexgen.data.config import DataConfig
+from apexgen.objectives import STUDENT_METHODS, MethodsConfig, minimum_batch_size
+from apexgen.train.loop import OptimizerConfig, TrainConfig
+
+Dtype = Literal["fp32", "bf16", "fp16"]
+# The step counts whose σ grids the export records (apexgen.export.EXPORTED_STEPS).
+SAMPLING_STEPS = (1, 2, 4)
+# Backbones whose prompt embeddings carry a mask, batched at the length of each batch's longest prompt.
+MASKED_TEXT_BACKBONES = ("qwen_image", "sana", "z_image")
+DEFAULT_PROMPTS = (
+    "a photo of a red fox sitting in fresh snow",
+    "a watercolor painting of a lighthouse at dawn",
+    "a bowl of ramen on a wooden table, studio lighting",
+    "a cyberpunk street at night with neon signs in the rain",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = ""  # a registry name: sd3, flux, qwen_image, sana, z_image
+    path: str = ""  # a local diffusers pipeline folder or a hub id
+    dtype: Dtype = "bf16"  # of the frozen weights (the LoRA base, the teacher copy); trainable weights are fp32
+    gradient_checkpointing: bool = False
+    full_finetune: bool = False  # False: LoRA through peft on the frozen model (the teacher for free)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    fsdp: bool = False  # shard a fully fine-tuned model over processes (not supported yet)
+
+    def check(self) -> None:
+        require(
+            self.backbone in BACKBONES,
+            "backbone",
+            f"unknown backbone {self.backbone!r}; known backbones: {', '.join(BACKBONES)}",
+        )
+        require(bool(self.path), "path", "set it to a local diffusers pipeline folder or a hub id, e.g. model.path=...")
+        if self.fsdp:
+            require(self.full_finetune, "fsdp", "FSDP shards a fully fine-tuned model: set model.full_finetune=true")
+            raise ConfigError("fsdp", FSDP_UNSUPPORTED)
+
+
+FSDP_UNSUPPORTED = (
+    "FSDP is not supported yet: the trainer broadcasts and all-reduces whole parameters and gradients itself, "
+    "writes checkpoints and the export from whole tensors, and runs previews on the main process alone (a "
+    "sharded forward needs every process); each needs its sharded counterpart first. Set model.fsdp=false: full "
+    "fine-tuning then runs data-parallel (every process holds the whole model), or use LoRA "
+    "(model.full_finetune=false)"
+)
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    """Preview grids during training: one row per step count, one column per prompt."""
+
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS  # empty: no previews
+    steps: tuple[int, ...] = (1,)
+    seed: int = 0
+
+    def check(self) -> None:
+        require_non_negative(self, "seed")
+        wrong = [steps for steps in self.steps if steps not in SAMPLING_STEPS]
+        require(not wrong, "steps", f"{wrong} not allowed; previews sample with {SAMPLING_STEPS} steps")
+        require(bool(self.steps), "steps", "give at least one step count, e.g. [1]")
+
+
+def default_run_training() -> TrainConfig:
+    """The released LoRA recipe's optimiser (METHOD §5) with bf16 autocast and a small per-GPU batch."""
+    return TrainConfig(
+        steps=2000,
+        batch_size=4,
+        optimizer=OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), grad_clip=1.0),
+        precision="bf16",
+        log_every=10,
+        checkpoint_every=250,
+        keep_checkpoints=2,
+        preview_every=250,
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: str = "apex"
+    methods: MethodsConfig = field(default_factory=MethodsConfig)
+    train: TrainConfig = field(default_factory=default_run_training)
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
+    out: str = "runs/train"
+
+    def check(self) -> None:
+        require(self.method in STUDENT_METHODS, "method", f"got {self.method!r}; allowed: {', '.join(STUDENT_METHODS)}")
+        self.check_batch()
+        self.check_precision()
+        self.check_checkpointing()
+        self.check_regression()
+        if self.data.kind == "prompts":
+            self.check_prompt_only_data()
+
+    def check_batch(self) -> None:
+        smallest = minimum_batch_size(self.method, self.methods)
+        if self.train.batch_size < smallest:
+            slices = getattr(self.methods, self.method).slices.as_dict()
+            raise ConfigError(
+                "train.batch_size",
+                f"{self.method} splits each batch into slices {slices} and needs at least {smallest} rows per "
+                f"process, got {self.train.batch_size}; set train.batch_size={smallest} or more (use "
+                f"train.accumulation for a larger effective batch)",
+            )
+
+    def check_precision(self) -> None:
+        if self.model.dtype != "fp32" and self.train.precision != "bf16":
+            raise ConfigError(
+                "train.precision",
+                f"frozen {self.model.dtype} weights run under bf16 autocast: set train.precision=bf16, "
+                "or model.dtype=fp32 for an fp32 run",
+            )
+
+    def check_checkpointing(self) -> None:
+        if self.model.gradient_checkpointing and self.method == "dmd2" and not self.model.full_finetune:
+            raise ConfigError(
+                "model.gradient_checkpointing",
+                "DMD2 in LoRA form switches to its fake-score adapter only during that adapter's forward, and "
+                "checkpointed blocks are recomputed in backward with the student's adapter active, which gives "
+                "wrong gradients; set model.gradient_checkpointing=false or model.full_finetune=true",
+            )
+
+    def check_regression(self) -> None:
+        if self.method == "regression" and self.model.backbone in MASKED_TEXT_BACKBONES:
+            raise ConfigError(
+                "method",
+                f"regression is not supported on {self.model.backbone} yet: its pool of teacher endpoints joins "
+                "batches whose prompt embeddings have different lengths (this backbone masks its text tokens), "
+                "which fails; use apex, twinflow, dmd2 or consistency",
+            )
+
+    def check_prompt_only_data(self) -> None:
+        """Prompt-only data has no images: every row that needs a real sample must be switched off."""
+        fix = "or train on images (data.kind=imagefolder or parquet)"
+        if self.method in ("apex", "twinflow") and getattr(self.methods, self.method).slices.anchor > 0:
+            raise ConfigError(
+                f"methods.{self.method}.slices.anchor",
+                "anchor rows fit the real branch to real images, and data.kind=prompts has none; set it to 0 "
+                f"and give its share to slices.generator and slices.fake, {fix}",
+            )
+        if self.method == "consistency":
+            raise ConfigError(
+                "method",
+                "consistency distillation starts from noised real images, and data.kind=prompts has none; use "
+                f"apex, twinflow, dmd2 or regression, which need only prompts, {fix}",
+            )
+        if self.method == "dmd2" and self.methods.dmd2.uses_discriminator:
+            raise ConfigError(
+                "methods.dmd2.weight_gan_generator",
+                f"the GAN head compares generated with real images, and data.kind=prompts has none; set it to 0, {fix}",
+            )

@@ -1,0 +1,177 @@
+"""The ``--dry-run`` memory estimate: what a run holds per process in weights, gradients and optimiser
+states, from the transformer's parameter count (its config instantiated on the meta device: no weights are
+read) and the copies of the network each method keeps. Activations, the text encoders and VAE (moved off
+the GPU after encoding, the VAE kept for previews), the CUDA context and allocator slack are not in it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from torch import nn
+
+from apexgen.backbones.lora import check_rank, target_pattern
+from apexgen.backbones.registry import backbone_spec
+from apexgen.objectives import STUDENT_METHODS
+from apexgen.run.config import RunConfig
+
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+FP32 = 4
+GRADIENT = 4  # fp32 gradients of fp32 trainable weights
+ADAMW_STATES = 8  # two fp32 moments per trainable weight
+TRAINABLE = FP32 + GRADIENT + ADAMW_STATES
+UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+
+
+@dataclass(frozen=True)
+class EstimateRow:
+    component: str
+    parameters: int
+    bytes_per_parameter: int
+
+    @property
+    def bytes(self) -> int:
+        return self.parameters * self.bytes_per_parameter
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    method: str
+    form: str  # "LoRA rank r" or "full fine-tuning"
+    transformer_parameters: int
+    trainable_parameters: int
+    network_copies: str  # the copies of the transformer the method holds, in words
+    rows: list[EstimateRow]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(row.bytes for row in self.rows)
+
+
+def meta_transformer(backbone: str, path: str) -> nn.Module:
+    """The backbone's transformer built from ``<path>/transformer/config.json`` on the meta device."""
+    from accelerate import init_empty_weights
+
+    transformer_class = backbone_spec(backbone).adapter_class().transformer_class
+    config = transformer_class.load_config(path, subfolder="transformer")
+    with init_empty_weights():
+        return transformer_class.from_config(config)
+
+
+def lora_parameters(adapter, config: RunConfig) -> int:
+    """Parameters of one LoRA adapter: rank·(outputs + inputs) per target layer."""
+    lora = config.model.lora
+    layers = check_rank(adapter.transformer, target_pattern(lora.targets or adapter.lora_targets), lora.rank)
+    return sum(lora.rank * (layer.weight.shape[0] + layer.weight[0].numel()) for layer in layers.values())
+
+
+def head_parameters(feature_dim: int) -> int:
+    """DMD2's discriminator head: Linear(D, D), SiLU, Linear(D, 1)."""
+    return feature_dim * feature_dim + feature_dim + feature_dim + 1
+
+
+def estimate(config: RunConfig, transformer: nn.Module) -> MemoryEstimate:
+    """Per-process memory of ``config``'s method on ``transformer`` (a meta-device instance is enough)."""
+    adapter = backbone_spec(config.model.backbone).adapter_class()(transformer)
+    total = sum(p.numel() for p in transformer.parameters())
+    frozen = BYTES[config.model.dtype]
+    if config.model.full_finetune:
+        rows, copies = full_rows(config, total, frozen, adapter.feature_dim)
+        form = "full fine-tuning"
+    else:
+        rows, copies = lora_rows(config, total, frozen, lora_parameters(adapter, config), adapter.feature_dim)
+        form = f"LoRA rank {config.model.lora.rank}"
+    trainable = sum(row.parameters for row in rows if row.bytes_per_parameter == TRAINABLE)
+    return MemoryEstimate(config.method, form, total, trainable, copies, rows)
+
+
+def lora_rows(config: RunConfig, total: int, frozen: int, lora: int, feature_dim: int):
+    method, dtype = config.method, config.model.dtype
+    rows = [EstimateRow(f"frozen base ({dtype}; the teacher: adapter off)", total, frozen)]
+    rows.append(EstimateRow("student LoRA (fp32 + grad + AdamW)", lora, TRAINABLE))
+    copies = "1 base, 1 adapter"
+    if method == "dmd2":
+        rows.append(EstimateRow("fake-score LoRA, 2nd adapter (fp32 + grad + AdamW)", lora, TRAINABLE))
+        copies = "1 base, 2 adapters"
+    if method == "consistency":
+        rows += [
+            EstimateRow(f"EMA target: base copy ({dtype})", total, frozen),
+            EstimateRow("EMA target LoRA", lora, FP32),
+        ]
+        copies = "2 bases (student, EMA target), 2 adapters"
+    rows += shared_rows(
+        config, lora, feature_dim, reference=[EstimateRow(f"EMA reference: base ({dtype})", total, frozen)]
+    )
+    return rows, copies
+
+
+def full_rows(config: RunConfig, total: int, frozen: int, feature_dim: int):
+    method, dtype = config.method, config.model.dtype
+    rows = [EstimateRow("student (fp32 + grad + AdamW)", total, TRAINABLE)]
+    rows.append(EstimateRow(f"frozen teacher copy ({dtype})", total, frozen))
+    copies = "2 (student, teacher)"
+    if method == "dmd2":
+        rows.append(EstimateRow("fake-score copy (fp32 + grad + AdamW)", total, TRAINABLE))
+        copies = "3 (student, teacher, fake score)"
+    if method == "consistency":
+        rows.append(EstimateRow("EMA target (fp32)", total, FP32))
+        copies = "3 (student, teacher, EMA target)"
+    return rows + shared_rows(config, total, feature_dim, reference=[]), copies
+
+
+def shared_rows(config: RunConfig, trainable: int, feature_dim: int, reference: list[EstimateRow]) -> list[EstimateRow]:
+    """Extras that depend on settings rather than on the form: EMA reference, second optimiser state,
+    discriminator head, EMA of the student's weights."""
+    rows = []
+    method = config.method
+    if method in ("apex", "twinflow"):
+        settings = getattr(config.methods, method)
+        if settings.needs_reference() and settings.reference == "ema":
+            rows += reference + [EstimateRow("EMA reference (fp32)", trainable, FP32)]
+        if settings.fake_updates:
+            rows.append(EstimateRow("AdamW state of the fake-branch updates", trainable, ADAMW_STATES))
+    if method == "dmd2" and config.methods.dmd2.uses_discriminator:
+        rows.append(EstimateRow("discriminator head (fp32 + grad + AdamW)", head_parameters(feature_dim), TRAINABLE))
+    if config.train.ema_decay > 0:
+        rows.append(EstimateRow("EMA of the student's trainable weights (fp32)", trainable, FP32))
+    return rows
+
+
+def every_method(config: RunConfig, transformer: nn.Module) -> list[MemoryEstimate]:
+    """The estimate of each student method with the rest of ``config`` unchanged."""
+    return [estimate(dataclasses.replace(config, method=method), transformer) for method in STUDENT_METHODS]
+
+
+def size_text(size: int) -> str:
+    for unit, scale in UNITS:
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size} B"
+
+
+def format_estimate(chosen: MemoryEstimate, methods: list[MemoryEstimate], processes: int = 1) -> str:
+    """Markdown: the chosen method's components, then every method's total for comparison."""
+    lines = [
+        f"## Memory estimate per process: {chosen.method}, {chosen.form}",
+        "",
+        f"transformer: {chosen.transformer_parameters:,} parameters; trainable: {chosen.trainable_parameters:,}",
+        "",
+        "| component | parameters | bytes/param | memory |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in chosen.rows:
+        lines.append(f"| {r.component} | {r.parameters:,} | {r.bytes_per_parameter} | {size_text(r.bytes)} |")
+    lines += [f"| **total** | | | **{size_text(chosen.total_bytes)}** |", ""]
+    lines += ["| method | copies of the transformer | trainable | memory |", "|---|---|---:|---:|"]
+    for m in methods:
+        lines.append(f"| {m.method} | {m.network_copies} | {m.trainable_parameters:,} | {size_text(m.total_bytes)} |")
+    lines += ["", ESTIMATE_NOTE.format(processes=processes)]
+    return "\n".join(lines)
+
+
+ESTIMATE_NOTE = (
+    "Estimate of weights, gradients and AdamW states only (16 bytes per trainable parameter: fp32 weight, "
+    "gradient and two moments). Not included: activations (they grow with batch size and resolution; "
+    "model.gradient_checkpointing cuts them), the text encoders and VAE used for encoding, the CUDA context "
+    "and allocator slack. Data-parallel: each of the {processes} process(es) holds all of it."
+)

@@ -1,0 +1,71 @@
+"""``apexgen export``: the newest checkpoint of a run exported again for the stock pipeline (e.g. a run that
+was stopped, or an export folder that was lost): its settings from ``<run>/config.yaml``, the base
+transformer from ``model.path``, the student's trained weights (their EMA, when the run kept one)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+
+from apexgen.backbones.registry import backbone_spec
+from apexgen.config import load, load_yaml
+from apexgen.export import ExportResult, export_full, export_lora
+from apexgen.run.config import RunConfig
+from apexgen.run.networks import prepare_student
+from apexgen.run.pipeline import DTYPES, PipelineError
+from apexgen.run.train import CONFIG_FILE, EXPORT_FOLDER, RunError
+from apexgen.train import checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def run_config(run: Path) -> RunConfig:
+    path = run / CONFIG_FILE
+    if not path.is_file():
+        raise RunError(f"{run} holds no {CONFIG_FILE}: pass the out folder of `apexgen train`")
+    return load(RunConfig, load_yaml(path))
+
+
+def load_transformer(config: RunConfig):
+    """The run's base transformer (only the transformer: no text encoder or VAE is needed to export)."""
+    adapter_class = backbone_spec(config.model.backbone).adapter_class()
+    try:
+        return adapter_class.from_pretrained(config.model.path, dtype=DTYPES[config.model.dtype])
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        raise PipelineError(
+            f"could not load the transformer of {config.model.path!r} ({type(error).__name__}: {str(error)[:300]}); "
+            "the run's model.path must still point at its base model"
+        ) from None
+
+
+def apply_ema(path: Path, student) -> bool:
+    """Copy the checkpoint's EMA of the student's weights into them; False when the run kept none."""
+    ema = checkpoint.read_torch(path / "random_and_ema.pt")["ema"]
+    if ema is None:
+        return False
+    parameters = dict(student.named_parameters())
+    with torch.no_grad():
+        for name, value in ema.items():
+            parameters[name].copy_(value)
+    return True
+
+
+def reexport(run: Path, out: Path | None = None) -> ExportResult:
+    """Export the newest checkpoint of ``run`` into ``out`` (default: ``<run>/export``)."""
+    config = run_config(run)
+    latest = checkpoint.latest(run / "checkpoints")
+    if latest is None:
+        raise RunError(
+            f"{run / 'checkpoints'} holds no checkpoint (train.checkpoint_every was 0 or the run stopped before the "
+            f"first); the export written at the end of a complete run is in {run / EXPORT_FOLDER}"
+        )
+    student = prepare_student(config, load_transformer(config)).student
+    checkpoint.load_student(latest / "student.safetensors", student)
+    averaged = apply_ema(latest, student)
+    student.eval()
+    export = (export_full if config.model.full_finetune else export_lora)(student, out or run / EXPORT_FOLDER)
+    log.info("exported %s%s to %s", latest, " (EMA weights)" if averaged else "", export.directory)
+    return export
