@@ -72,7 +72,7 @@ def test_lora_rank_larger_than_a_layer_fails_before_the_data_is_encoded(run, cap
 
 def test_batch_smaller_than_the_methods_slices(run, caplog):
     assert run("train.batch_size=1") == 2
-    assert "train.batch_size" in caplog.text and "needs at least 2 rows per process, got 1" in caplog.text
+    assert "train.batch_size" in caplog.text and "needs at least 2 rows, got 1" in caplog.text
     assert "set train.batch_size=2 or more" in caplog.text
 
 

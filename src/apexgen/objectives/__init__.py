@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from apexgen.config import require
+from apexgen.config import ConfigError
 from apexgen.objectives.apex import APEX, APEXConfig
 from apexgen.objectives.base import Objective, minimum_batch
 from apexgen.objectives.consistency import ConsistencyConfig, ConsistencyDistillation
@@ -42,11 +42,13 @@ def minimum_batch_size(name: str, methods: MethodsConfig) -> int:
 def require_batch_fits(name: str, methods: MethodsConfig, batch_size: int, key: str) -> None:
     """A ConfigError at ``key`` when a batch of ``batch_size`` rows cannot be split into the method's slices."""
     smallest = minimum_batch_size(name, methods)
-    require(
-        batch_size >= smallest,
-        key,
-        f"{name} splits each batch into slices and needs at least {smallest} rows, got {batch_size}",
-    )
+    if batch_size < smallest:
+        slices = getattr(methods, name).slices.as_dict()
+        raise ConfigError(
+            key,
+            f"{name} splits each batch into slices {slices} and needs at least {smallest} rows, "
+            f"got {batch_size}; set {key}={smallest} or more",
+        )
 
 
 def check_method(name: str) -> str:

@@ -11,7 +11,7 @@ from apexgen.backbones.lora import LoRAConfig
 from apexgen.backbones.registry import BACKBONES
 from apexgen.config import ConfigError, require, require_non_negative
 from apexgen.data.config import DataConfig
-from apexgen.objectives import STUDENT_METHODS, MethodsConfig, minimum_batch_size
+from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fits
 from apexgen.train.loop import OptimizerConfig, TrainConfig
 
 Dtype = Literal["fp32", "bf16", "fp16"]
@@ -107,15 +107,7 @@ class RunConfig:
             self.check_prompt_only_data()
 
     def check_batch(self) -> None:
-        smallest = minimum_batch_size(self.method, self.methods)
-        if self.train.batch_size < smallest:
-            slices = getattr(self.methods, self.method).slices.as_dict()
-            raise ConfigError(
-                "train.batch_size",
-                f"{self.method} splits each batch into slices {slices} and needs at least {smallest} rows per "
-                f"process, got {self.train.batch_size}; set train.batch_size={smallest} or more (use "
-                f"train.accumulation for a larger effective batch)",
-            )
+        require_batch_fits(self.method, self.methods, self.train.batch_size, "train.batch_size")
 
     def check_precision(self) -> None:
         if self.model.dtype != "fp32" and self.train.precision != "bf16":
