@@ -85,3 +85,25 @@ class TextCondition(Condition):
     tokens: Tensor
     pooled: Tensor | None = None
     mask: Tensor | None = None
+
+    def padded(self, length: int) -> TextCondition:
+        """The same prompts with ``length`` token positions; added positions are zeros and masked out."""
+        extra = length - self.tokens.shape[1]
+        if extra <= 0:
+            return self
+        batch, current = self.tokens.shape[0], self.tokens.shape[1]
+        mask = (
+            self.mask
+            if self.mask is not None
+            else torch.ones(batch, current, dtype=torch.bool, device=self.tokens.device)
+        )
+        tokens = torch.nn.functional.pad(self.tokens, (0, 0, 0, extra))
+        return TextCondition(tokens, self.pooled, torch.nn.functional.pad(mask, (0, extra), value=False))
+
+    @classmethod
+    def cat(cls, conditions: list[TextCondition]) -> TextCondition:
+        """Rows of prompts of different token lengths are padded to the longest (with masks) first."""
+        longest = max(c.tokens.shape[1] for c in conditions)
+        if any(c.tokens.shape[1] != longest for c in conditions):
+            conditions = [c.padded(longest) for c in conditions]
+        return super().cat(conditions)

@@ -18,7 +18,6 @@ Dtype = Literal["fp32", "bf16", "fp16"]
 # The step counts whose σ grids the export records (apexgen.export.EXPORTED_STEPS).
 SAMPLING_STEPS = (1, 2, 4)
 # Backbones whose prompt embeddings carry a mask, batched at the length of each batch's longest prompt.
-MASKED_TEXT_BACKBONES = ("qwen_image", "sana", "z_image")
 DEFAULT_PROMPTS = (
     "a photo of a red fox sitting in fresh snow",
     "a watercolor painting of a lighthouse at dawn",
@@ -102,7 +101,6 @@ class RunConfig:
         self.check_batch()
         self.check_precision()
         self.check_checkpointing()
-        self.check_regression()
         if self.data.kind == "prompts":
             self.check_prompt_only_data()
 
@@ -124,15 +122,6 @@ class RunConfig:
                 "DMD2 in LoRA form switches to its fake-score adapter only during that adapter's forward, and "
                 "checkpointed blocks are recomputed in backward with the student's adapter active, which gives "
                 "wrong gradients; set model.gradient_checkpointing=false or model.full_finetune=true",
-            )
-
-    def check_regression(self) -> None:
-        if self.method == "regression" and self.model.backbone in MASKED_TEXT_BACKBONES:
-            raise ConfigError(
-                "method",
-                f"regression is not supported on {self.model.backbone} yet: its pool of teacher endpoints joins "
-                "batches whose prompt embeddings have different lengths (this backbone masks its text tokens), "
-                "which fails; use apex, twinflow, dmd2 or consistency",
             )
 
     def check_prompt_only_data(self) -> None:
