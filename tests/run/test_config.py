@@ -63,7 +63,6 @@ def test_dry_run_on_a_model_folder_prints_the_estimate(tmp_path, models, capsys)
         (["method=gan"], "method", "allowed: apex, twinflow, dmd2, consistency, regression"),
         (["model.dtype=bf16", "train.precision=fp32"], "train.precision", "set train.precision=bf16"),
         (["method=dmd2", "model.gradient_checkpointing=true"], "model.gradient_checkpointing", "wrong gradients"),
-        (["method=regression", "model.backbone=sana"], "method", "not supported on sana yet"),
         (["data.kind=prompts", "methods.apex.slices.anchor=0.5", "methods.apex.slices.fake=0.5",
           "methods.apex.generator_form=mix", "methods.apex.slices.generator=0"],
          "methods.apex.slices.anchor", "set it to 0"),
@@ -83,4 +82,5 @@ def test_settings_that_work():
     settings("data.kind=prompts")  # APEX's default rows need no images
     settings("data.kind=prompts", "method=dmd2")
     settings("method=dmd2", "model.gradient_checkpointing=true", "model.full_finetune=true")
-    settings("method=regression")  # sd3: unmasked prompt embeddings
+    settings("method=regression")
+    settings("method=regression", "model.backbone=sana")  # masked prompt embeddings are padded when joined
