@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from apexgen.backbones.mlp import MLPConfig, MLPVelocity
 from apexgen.data.toy import Ring, ToyStream
 from apexgen.objectives import MethodsConfig, build_objective
+from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.train.distributed import Distributed
 from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer
 
@@ -23,7 +24,9 @@ def main(out: Path, global_batch: int, steps: int, stop_at: int) -> None:
     student = MLPVelocity(2, distribution.cond_dim, MLPConfig(hidden=32, layers=2))
     teacher = MLPVelocity(2, distribution.cond_dim, MLPConfig(hidden=32, layers=2)).requires_grad_(False)
     distributed.broadcast_parameters(teacher)
-    objective = build_objective("apex", MethodsConfig(), student, teacher)
+    # the paper's partition, with anchor rows, so every loss term crosses the gradient average
+    apex = APEXConfig(slices=APEXSlices(generator=0.25, anchor=0.5, fake=0.25))
+    objective = build_objective("apex", MethodsConfig(apex=apex), student, teacher)
     per_rank = global_batch // distributed.world_size
     stream = ToyStream(distribution, per_rank, seed=11 + distributed.rank)
     config = TrainConfig(

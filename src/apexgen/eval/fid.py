@@ -104,7 +104,8 @@ def inception_input(images: Tensor) -> Tensor:
     pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round()
     pixels = pixels.expand(-1, 3, -1, -1)
     resized = F.interpolate(pixels, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
-    return (resized - 128) / 128
+    # bilinear weights are convex, but float32 rounding can step a hair past 255
+    return (resized.clamp(0, 255) - 128) / 128
 
 
 @torch.no_grad()

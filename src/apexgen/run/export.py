@@ -48,7 +48,7 @@ def apply_ema(path: Path, student) -> bool:
         return False
     parameters = dict(student.named_parameters())
     with torch.no_grad():
-        for name, value in ema.items():
+        for name, value in ema["shadow"].items():
             parameters[name].copy_(value)
     return True
 
