@@ -5,6 +5,7 @@ held-out prompts with N generated images per row.
 
     python benchmarks/t2i_benchmark.py --teacher src/apexgen/assets/fashion_mnist_teacher \\
         --out runs/t2i_benchmark [--updates 1200] [--samples 5000] [--methods apex twinflow dmd2 regression]
+        [--teacher-nfe 1 2 4 8 50] [--student-nfe 1 2]
 
 A method whose folder already holds distill.json is not trained again (rerun-safe); --resume continues an
 interrupted distillation.
@@ -26,12 +27,14 @@ from apexgen.t2i.report import write_report
 from apexgen.t2i.train import distill
 
 
-def method_config(method: str, updates: int, samples: int, extra: list[str]) -> T2IConfig:
+def method_config(
+    method: str, updates: int, samples: int, extra: list[str], teacher_nfe=(1, 2, 4, 8, 50), student_nfe=(1, 2)
+) -> T2IConfig:
     base = load(T2IConfig, parse_overrides(extra))
     per_step = base.method.dmd2.critic_updates + 1 if method == "dmd2" else 1
     overrides = {
         "distill": {"method": method, "train": {"steps": updates // per_step}},
-        "eval": {"fid": {"samples": samples}, "teacher_nfe": [1, 2, 4, 8, 50], "student_nfe": [1, 2]},
+        "eval": {"fid": {"samples": samples}, "teacher_nfe": list(teacher_nfe), "student_nfe": list(student_nfe)},
     }
     return load(T2IConfig, parse_overrides(extra), overrides)
 
@@ -43,6 +46,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=1200)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--methods", nargs="+", default=["apex", "twinflow", "dmd2", "regression"])
+    parser.add_argument("--teacher-nfe", type=int, nargs="+", default=[1, 2, 4, 8, 50])
+    parser.add_argument("--student-nfe", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -51,7 +56,7 @@ def main() -> None:
         if not (args.out / method / "distill.json").is_file():
             config = method_config(method, args.updates, args.samples, args.overrides)
             distill(config, args.teacher, args.out / method, resume=args.resume)
-    config = method_config("apex", args.updates, args.samples, args.overrides)
+    config = method_config("apex", args.updates, args.samples, args.overrides, args.teacher_nfe, args.student_nfe)
     candidates = [teacher_candidate(args.teacher, config)]
     candidates += [student_candidate(args.teacher, args.out / method, config) for method in args.methods]
     report = evaluate(candidates, config, args.out / "report")
