@@ -21,8 +21,8 @@ from apexgen.toy.report import summarise
 
 # Each variant changes the default APEX settings (``ToyConfig().method.apex``) by these keys.
 VARIANTS: dict[str, dict] = {
-    "default (shift a=-0.5, b=1: the paper's best cell)": {},
-    "shift a=-1, b=0 (released code)": {"shift": {"a": -1.0, "b": 0.0}},
+    "default (shift a=-1, b=0: released code)": {},
+    "shift a=-0.5, b=1 (the paper's best cell)": {"shift": {"a": -0.5, "b": 1.0}},
     "shift a=+0.5, b=0 (positive scale)": {"shift": {"a": 0.5, "b": 0.0}},
     "negative time (TwinFlow key)": {"fake_key": "negative_time"},
     "no fake branch": {"weight_fake": 0.0, "slices": {"generator": 1.0, "anchor": 0.0, "fake": 0.0}},
