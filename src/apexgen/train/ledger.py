@@ -26,6 +26,7 @@ class TimeLedger:
         self.current: dict[str, float] = defaultdict(float)
         self.steps: list[dict[str, float]] = []
         self.peak_bytes = 0  # the highest absolute peak of any step
+        self.step_peak_mib = 0.0  # the highest peak of any step above that step's own starting level
 
     def synchronise(self) -> None:
         if self.device.type == "cuda":
@@ -50,6 +51,7 @@ class TimeLedger:
             yield
         self.synchronise()
         self.peak_bytes = max(self.peak_bytes, peak.peak_bytes)
+        self.step_peak_mib = max(self.step_peak_mib, peak.mib)
         record = {"step": index, "seconds": time.perf_counter() - started, "peak_memory_mb": peak.mib}
         record.update({f"time/{name}": seconds for name, seconds in self.current.items()})
         self.steps.append(record)

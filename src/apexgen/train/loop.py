@@ -247,7 +247,10 @@ class Trainer:
                 self.save(done)
         if board is not None:
             board.close()
+        # above the run's start, or above a step's own start: on a CPU the resident set can shrink
+        # during a run (freed pages returned to the system), which would hide a step's peak from the first
         peak_mb = max(self.ledger.peak_bytes - start_bytes, 0) / MIB
+        peak_mb = max(peak_mb, self.ledger.step_peak_mib)
         return self.finish(time.perf_counter() - started, peak_mb)
 
     def finish(self, seconds: float, peak_mb: float) -> TrainResult:
