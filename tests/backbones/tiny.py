@@ -18,79 +18,15 @@ from torch import Tensor
 from apexgen.backbones.registry import adapter_class
 from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
+from apexgen.run.bench_models import TINY, TINY_TEXT
 
 NAMES = ("sd3", "flux", "qwen_image", "sana", "z_image")
-TEXT_DIM = 32
+TEXT_DIM = TINY_TEXT
 TOKENS = 6
 LATENT_SHAPE = (4, 16, 16)  # (C, H, W) of the latents every tiny backbone denoises
 POOLED = ("sd3", "flux")  # backbones that take pooled text vectors (and no text mask)
 
-CONFIGS = {
-    "sd3": dict(
-        sample_size=16,
-        patch_size=2,
-        in_channels=4,
-        out_channels=4,
-        num_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        caption_projection_dim=32,
-        pooled_projection_dim=32,
-        pos_embed_max_size=32,
-    ),
-    "flux": dict(
-        patch_size=1,
-        in_channels=16,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        guidance_embeds=False,
-        axes_dims_rope=(4, 4, 8),
-    ),
-    "qwen_image": dict(
-        patch_size=2,
-        in_channels=16,
-        out_channels=4,
-        num_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        guidance_embeds=False,
-        axes_dims_rope=(8, 4, 4),
-    ),
-    "sana": dict(
-        in_channels=4,
-        out_channels=4,
-        num_attention_heads=2,
-        attention_head_dim=16,
-        num_layers=2,
-        num_cross_attention_heads=2,
-        cross_attention_head_dim=16,
-        cross_attention_dim=32,
-        caption_channels=32,
-        sample_size=16,
-        patch_size=1,
-        norm_elementwise_affine=False,
-    ),
-    "z_image": dict(
-        all_patch_size=(2,),
-        all_f_patch_size=(1,),
-        in_channels=4,
-        dim=32,
-        n_layers=2,
-        n_refiner_layers=1,
-        n_heads=2,
-        n_kv_heads=2,
-        qk_norm=True,
-        cap_feat_dim=32,
-        axes_dims=[8, 4, 4],
-        axes_lens=[256, 32, 32],
-    ),
-}
+CONFIGS = TINY  # the package's tiny configs (apexgen bench --size tiny), shared so they cannot drift
 
 
 @pytest.fixture(autouse=True)
