@@ -26,7 +26,7 @@ from apexgen.backbones.mlp import MLPConfig, MLPVelocity
 from apexgen.condition import VectorCondition
 from apexgen.config import require, require_positive, to_dict
 from apexgen.data.toy import DISTRIBUTIONS, ToyDistribution, ToyStream, toy_distribution
-from apexgen.eval.toy_metrics import mean_metrics, toy_metrics
+from apexgen.eval.toy_metrics import ToyMetrics, ToyReference, mean_metrics
 from apexgen.objectives import STUDENT_METHODS, MethodsConfig, build_objective, require_batch_fits
 from apexgen.objectives.base import count_parameters
 from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
@@ -100,28 +100,41 @@ class JobResult:
     metric_floor: float  # sliced W2 of an exact sample against the reference: the best reachable value
 
 
-def evaluate(distribution: ToyDistribution, sampler, seed: int, config: ToyEvalConfig):
-    """Metrics of ``sampler(noise, cond)`` averaged over the evaluation conditions, and its samples."""
-    n, metrics, samples = config.samples_per_condition, [], []
-    for index, condition in enumerate(distribution.eval_conditions()):
-        cond = condition.values.expand(n, -1).contiguous()
-        noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed + EVAL_NOISE_STREAM + index))
-        generated = sampler(noise, VectorCondition(cond), VectorCondition(distribution.null(n)))
-        reference_generator = torch.Generator().manual_seed(seed + REFERENCE_STREAM + index)
-        reference = distribution.sample(cond, reference_generator, stratified=True)
-        generator = torch.Generator().manual_seed(seed + METRIC_STREAM + index)
-        metrics.append(
-            toy_metrics(generated, reference, distribution.modes(cond[:1])[0], distribution.sigma, generator)
+class ToyEvaluation:
+    """The evaluation of one (dataset, seed) job: fixed noise per evaluation condition, and exact reference
+    samples prepared once (``ToyReference``) for every sampler the job measures."""
+
+    def __init__(self, distribution: ToyDistribution, seed: int, config: ToyEvalConfig):
+        self.distribution, self.seed, self.config = distribution, seed, config
+        n = config.samples_per_condition
+        self.conditions = [c.values.expand(n, -1).contiguous() for c in distribution.eval_conditions()]
+        self.references = [
+            ToyReference.build(
+                distribution.sample(cond, torch.Generator().manual_seed(seed + REFERENCE_STREAM + index), True),
+                distribution.modes(cond[:1])[0],
+                distribution.sigma,
+                torch.Generator().manual_seed(seed + METRIC_STREAM + index),
+            )
+            for index, cond in enumerate(self.conditions)
+        ]
+
+    def __call__(self, sampler) -> tuple[ToyMetrics, list[torch.Tensor]]:
+        """Metrics of ``sampler(noise, cond, null)`` averaged over the evaluation conditions, and its samples."""
+        n, metrics, samples = self.config.samples_per_condition, [], []
+        for index, (cond, reference) in enumerate(zip(self.conditions, self.references, strict=True)):
+            noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(self.seed + EVAL_NOISE_STREAM + index))
+            generated = sampler(noise, VectorCondition(cond), VectorCondition(self.distribution.null(n)))
+            metrics.append(reference.metrics(generated))
+            samples.append(generated)
+        return mean_metrics(metrics), samples
+
+    def metric_floor(self) -> float:
+        """The sliced W2 that exact samples themselves score: finite samples never reach 0, and far-apart
+        modes make SW2 sensitive to the random share of samples each mode receives."""
+        exact = lambda noise, cond, null: self.distribution.sample(  # noqa: E731
+            cond.values, torch.Generator().manual_seed(self.seed)
         )
-        samples.append(generated)
-    return mean_metrics(metrics), samples
-
-
-def metric_floor(distribution: ToyDistribution, seed: int, config: ToyEvalConfig) -> float:
-    """The sliced W2 that exact samples themselves score: finite samples never reach 0, and far-apart modes
-    make SW2 sensitive to the random share of samples each mode receives."""
-    exact = lambda noise, cond, null: distribution.sample(cond.values, torch.Generator().manual_seed(seed))  # noqa: E731
-    return evaluate(distribution, exact, seed, config)[0].sw2
+        return self(exact)[0].sw2
 
 
 def teacher_sampler(teacher, steps: int, guidance: float):
@@ -230,25 +243,24 @@ def run_job(
         torch.set_num_threads(threads)
     distribution = toy_distribution(dataset)
     teacher, teacher_train = cached_teacher(config, distribution, seed, cache)
+    evaluate = ToyEvaluation(distribution, seed, config.eval)
     rows, samples = [], {}
     for nfe in config.eval.teacher_nfe:
-        metrics, generated = evaluate(
-            distribution, teacher_sampler(teacher, nfe, config.eval.guidance), seed, config.eval
-        )
+        metrics, generated = evaluate(teacher_sampler(teacher, nfe, config.eval.guidance))
         rows.append(row("teacher", "teacher", nfe, dataset, seed, metrics, teacher_train, count_parameters(teacher)))
         samples[f"teacher NFE {nfe}"] = generated
     for variant in variants:
         student, trainer, objective, train = train_student(config, variant, teacher, distribution, seed)
         with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
             for nfe in config.eval.student_nfe:
-                metrics, generated = evaluate(distribution, student_sampler(student, nfe, seed), seed, config.eval)
+                metrics, generated = evaluate(student_sampler(student, nfe, seed))
                 held = objective.held_parameters()
                 updates_per_step = len(objective.schedule(0))
                 rows.append(
                     row(variant.label, variant.method, nfe, dataset, seed, metrics, train, held, updates_per_step)
                 )
                 samples[f"{variant.label} NFE {nfe}"] = generated
-    return JobResult(dataset, seed, rows, samples, metric_floor(distribution, seed, config.eval))
+    return JobResult(dataset, seed, rows, samples, evaluate.metric_floor())
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
