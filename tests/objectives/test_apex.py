@@ -196,3 +196,12 @@ def test_reference_options():
         torch.testing.assert_close(e, 0.5 * b + 0.5 * p)
     with pytest.raises(ValueError, match="teacher"):
         APEX(APEXConfig(enhanced_ratio=1.0), model)
+
+
+def test_fake_warmup_trains_only_the_fake_branch_first():
+    model = tiny_mlp()
+    objective = APEX(APEXConfig(fake_warmup=3, fake_updates=1), model, model)
+    assert [objective.schedule(step) for step in (0, 2, 3)] == [["fake"], ["fake"], ["fake", "student"]]
+    assert set(objective.parameter_groups()) == {"student", "fake"}
+    output = objective.loss("fake", toy_batch(16), torch.Generator().manual_seed(0))
+    assert set(output.terms) == {"fake"}

@@ -78,6 +78,10 @@ class APEXConfig:
     # [ours] two time-scale updates: extra fake-branch-only steps (L_fake on a whole fresh batch, with their
     # own optimiser state) before each main step, as DMD2 updates its critic more often than its generator.
     fake_updates: int = 0
+    # [ours] the first fake_warmup steps train only the fake branch (L_fake on whole batches), so that g
+    # starts from a fake branch that already tracks the generator: at the start S(c) is a condition the
+    # teacher never saw, whereas DMD2's fake score starts as the teacher itself.
+    fake_warmup: int = 0
     # [ours] the step times the generator is trained at: (1,) one step; e.g. (1, 0.6) also trains the second
     # step of the 2-step sampler on re-noised one-step samples (DMD2's backward simulation).
     generator_times: tuple[float, ...] = (1.0,)
@@ -100,7 +104,7 @@ class APEXConfig:
     generator_time: TimeSampler = field(default_factory=TimeSampler)
 
     def check(self) -> None:
-        require_non_negative(self, "fake_updates")
+        require_non_negative(self, "fake_updates", "fake_warmup")
         require(
             len(self.generator_times) > 0 and all(0 < t <= 1 for t in self.generator_times),
             "generator_times",
@@ -246,11 +250,13 @@ class APEX(Objective):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = super().parameter_groups()
-        if self.config.fake_updates:
+        if self.config.fake_updates or self.config.fake_warmup:
             groups["fake"] = groups["student"]  # same weights, its own optimiser state
         return groups
 
     def schedule(self, step: int) -> list[str]:
+        if step < self.config.fake_warmup:
+            return ["fake"]
         return ["fake"] * self.config.fake_updates + ["student"]
 
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:

@@ -194,9 +194,7 @@ def default_variants(config: ToyConfig) -> list[Variant]:
     return [Variant(name, name, config.method) for name in config.methods]
 
 
-def row(
-    variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, train, held: int, updates_per_step: int = 1
-) -> dict:
+def row(variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, train, held: int) -> dict:
     return {
         "method": method,
         "variant": variant,
@@ -215,11 +213,21 @@ def row(
     }
 
 
+def steps_for_budget(objective, updates: int) -> int:
+    """The number of steps whose optimiser updates add up to at most ``updates``: a DMD2 step makes
+    critic_updates + 1 of them, an APEX fake warm-up step one."""
+    steps = done = 0
+    while done + len(objective.schedule(steps)) <= updates:
+        done += len(objective.schedule(steps))
+        steps += 1
+    return steps
+
+
 def train_student(config: ToyConfig, variant: Variant, teacher, distribution, seed: int):
     student = copy.deepcopy(teacher).requires_grad_(True).train()
     objective = build_objective(variant.method, variant.methods, student, teacher)
     stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
-    steps = config.student.steps // len(objective.schedule(0))
+    steps = steps_for_budget(objective, config.student.steps)
     trainer = Trainer(
         objective,
         stream,
@@ -255,10 +263,7 @@ def run_job(
             for nfe in config.eval.student_nfe:
                 metrics, generated = evaluate(student_sampler(student, nfe, seed))
                 held = objective.held_parameters()
-                updates_per_step = len(objective.schedule(0))
-                rows.append(
-                    row(variant.label, variant.method, nfe, dataset, seed, metrics, train, held, updates_per_step)
-                )
+                rows.append(row(variant.label, variant.method, nfe, dataset, seed, metrics, train, held))
                 samples[f"{variant.label} NFE {nfe}"] = generated
     return JobResult(dataset, seed, rows, samples, evaluate.metric_floor())
 
