@@ -34,6 +34,11 @@ class FlowBackbone(nn.Module, ABC):
         with shift.hooked(self.get_submodule(self.text_projection)):
             return self.velocity(x_t, t, cond)
 
+    def sharding_root(self) -> nn.Module:
+        """The module every caller of the network enters: FSDP shards the network's blocks on their own and
+        everything else at this root (``apexgen.train.sharding``)."""
+        return self
+
     def pool_features(self, output) -> Tensor:
         """Turn the output of ``feature_module`` into one feature vector per sample (B, D)."""
         features = output[0] if isinstance(output, tuple) else output

@@ -90,6 +90,10 @@ class DiffusersBackbone(FlowBackbone):
         """The width of the image-token hidden states (the discriminator head's input)."""
 
     # Shared helpers.
+    def sharding_root(self) -> nn.Module:
+        """The transformer, not the adapter: the stock pipeline calls the transformer itself (previews)."""
+        return self.transformer
+
     def check_inputs(self, x_t: Tensor, t: Tensor, cond: TextCondition, needs_pooled: bool = False) -> Tensor:
         """Validate the latents, times and condition; return the times as a (B,) tensor."""
         name = type(self).__name__

@@ -224,7 +224,8 @@ class APEX(Objective):
         noise = flow.randn_like(batch.x0, generator)
         times = torch.tensor(self.config.generator_times, device=noise.device, dtype=noise.dtype)
         tau = times[torch.randint(0, len(times), (batch.size,), generator=generator, device=noise.device)]
-        if bool((tau == 1).all()):
+        # decided by the settings, not by the draw: every process must call a sharded (FSDP) student equally often
+        if all(time == 1 for time in self.config.generator_times):
             return noise, tau
         with torch.no_grad():
             x_one_step, _ = one_step_with_velocity(self.student, noise, batch.cond)

@@ -33,8 +33,15 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().contiguous() for name, p in module.named_parameters() if p.requires_grad}
+def trainable_shapes(module: nn.Module) -> dict[str, torch.Size]:
+    """The names and (whole) shapes of the trainable parameters, as saved in ``student.safetensors``."""
+    return {name: p.shape for name, p in module.named_parameters() if p.requires_grad}
+
+
+def trainable_part(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The trainable parameters' entries of ``module``'s state dict (empty for an empty one: a rank other
+    than the main one of a sharded run)."""
+    return {name: state[name].contiguous() for name in trainable_shapes(module)} if state else {}
 
 
 @dataclass
@@ -65,19 +72,19 @@ def save(
     keep: int,
     distributed: Distributed | None = None,
 ) -> Path | None:
-    """Write ``step_<N>`` atomically (main process), then delete all but the newest ``keep``. Weights are
-    identical on every rank; each rank's random state and data position are gathered and saved."""
+    """Write ``step_<N>`` atomically (main process), then delete all but the newest ``keep``. Every rank
+    takes part: sharded weights are gathered whole, and each rank's random state and data position saved."""
     distributed = distributed or Distributed()
     per_rank = distributed.gather({"generator": state.generator_state, "data_state": state.data_state})
     final = directory / f"{STEP_PREFIX}{state.step:07d}"
+    partial = directory / f".{final.name}.partial"
     if distributed.is_main:
-        partial = directory / f".{final.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        save_file(trainable_state(student), partial / "student.safetensors")
-        torch.save(objective.state_dict(), partial / "objective.pt")
-        torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, partial / "optimizers.pt")
-        torch.save({"ranks": per_rank, "ema": state.ema}, partial / "random_and_ema.pt")
+    write_networks(partial, student, objective, optimizers, distributed)
+    ema = None if state.ema is None else {**state.ema, "shadow": distributed.whole_tensors(state.ema["shadow"])}
+    if distributed.is_main:
+        torch.save({"ranks": per_rank, "ema": ema}, partial / "random_and_ema.pt")
         trainer = {"step": state.step, "world_size": distributed.world_size, "history": state.history}
         (partial / "trainer.json").write_text(json.dumps(trainer))
         shutil.rmtree(final, ignore_errors=True)
@@ -86,6 +93,27 @@ def save(
             shutil.rmtree(old, ignore_errors=True)
     distributed.barrier()
     return final if distributed.is_main else None
+
+
+def write_networks(
+    folder: Path,
+    student: nn.Module,
+    objective: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    distributed: Distributed,
+) -> None:
+    """The student's trainable weights, the objective's modules and the optimiser states, each gathered by
+    every rank (whole on the main one) and written before the next, so the main rank holds one at a time."""
+    main = distributed.is_main
+    weights = trainable_part(student, distributed.model_state(student))
+    if main:
+        save_file(weights, folder / "student.safetensors")
+    objective_state = distributed.model_state(objective)
+    if main:
+        torch.save(objective_state, folder / "objective.pt")
+    states = {name: distributed.optimizer_state(optimizer) for name, optimizer in optimizers.items()}
+    if main:
+        torch.save(states, folder / "optimizers.pt")
 
 
 def load(
@@ -109,26 +137,27 @@ def load(
             f"{path} was written by {trainer['world_size']} process(es), this run has "
             f"{distributed.world_size}; resume with the same number of processes"
         )
-    load_student(path / "student.safetensors", student)
-    objective.load_state_dict(read_torch(path / "objective.pt"))
+    load_student(path / "student.safetensors", student, distributed)
+    distributed.load_model_state(objective, read_torch(path / "objective.pt"))
     saved = read_torch(path / "optimizers.pt")
     if set(saved) != set(optimizers):
         raise CheckpointError(f"{path}/optimizers.pt holds groups {sorted(saved)}, this run has {sorted(optimizers)}")
     for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(saved[name])
+        distributed.load_optimizer_state(optimizer, saved[name])
     extra = read_torch(path / "random_and_ema.pt")
     mine = extra["ranks"][distributed.rank]
     return TrainerState(trainer["step"], mine["generator"], mine["data_state"], trainer["history"], extra["ema"])
 
 
-def load_student(path: Path, student: nn.Module) -> None:
+def load_student(path: Path, student: nn.Module, distributed: Distributed | None = None) -> None:
+    """Check the saved trainable weights against ``student``'s and load them (every rank reads the file)."""
     try:
         weights = load_file(path)
     except (SafetensorError, OSError) as error:
         raise CheckpointError(
             f"{path} is corrupt or truncated ({error}); delete its folder to resume from the previous checkpoint"
         ) from None
-    expected = trainable_state(student)
+    expected = trainable_shapes(student)
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
@@ -136,11 +165,11 @@ def load_student(path: Path, student: nn.Module) -> None:
             "(was it written with another model or LoRA configuration?)"
         )
     for name, tensor in weights.items():
-        if tensor.shape != expected[name].shape:
+        if tensor.shape != expected[name]:
             raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)}"
+                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name])}"
             )
-    student.load_state_dict(weights, strict=False)
+    (distributed or Distributed()).load_model_state(student, weights, strict=False)
 
 
 def read_torch(path: Path) -> Any:

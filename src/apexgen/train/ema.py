@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from apexgen.train.sharding import copy_whole
+
 
 @torch.no_grad()
 def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
@@ -26,7 +28,8 @@ def warmed_up_decay(decay: float, updates: int) -> float:
 
 class ParameterEMA:
     """An EMA of a module's trainable parameters (the whole model, or only its LoRA adapters), with a
-    context manager that swaps the averaged weights in for evaluation and export."""
+    context manager that swaps the averaged weights in for evaluation and export. Of a sharded model it
+    averages each process's own shards (``state_dict`` then holds sharded tensors)."""
 
     def __init__(self, module: nn.Module, decay: float):
         self.module, self.decay, self.updates = module, decay, 0
@@ -44,9 +47,11 @@ class ParameterEMA:
         return {"updates": self.updates, "shadow": dict(self.shadow)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore whole averages (the EMA of a sharded model keeps its own shard of each)."""
         self.updates = state["updates"]
-        for name, value in state["shadow"].items():
-            self.shadow[name].copy_(value)
+        with torch.no_grad():
+            for name, value in state["shadow"].items():
+                copy_whole(self.shadow[name], value)
 
     @contextmanager
     def applied(self) -> Iterator[None]:

@@ -117,7 +117,8 @@ RANK_SEED_STRIDE = 1_000_003
 class Trainer:
     """Drives an objective: per step, for each group in ``objective.schedule(step)``, a fresh batch, the
     objective's loss, backward, gradient averaging over processes, clipping and the optimiser step; then
-    EMA, logs, the ledger, previews and checkpoints. Only the main process writes files."""
+    EMA, logs, the ledger, previews and checkpoints. Every process calls ``preview`` (a sharded forward needs
+    them all) and takes part in checkpoints (sharded state is gathered); only the main process writes files."""
 
     def __init__(
         self,
@@ -132,8 +133,7 @@ class Trainer:
         self.objective, self.data, self.config, self.out_dir = objective, data, config, out_dir
         self.distributed = distributed or Distributed()
         self.device, self.preview, self.description = self.distributed.device, preview, description
-        self.distributed.broadcast_parameters(objective.student)
-        self.distributed.broadcast_parameters(objective)
+        self.distributed.prepare(objective)  # before the parameter groups: sharding replaces the parameters
         self.groups = objective.parameter_groups()
         self.optimizers = build_optimizers(self.groups, config.optimizer)
         seed = config.seed + RANK_SEED_STRIDE * self.distributed.rank
@@ -241,7 +241,7 @@ class Trainer:
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)
                 for name, value in values.items() if board else ():
                     board.add_scalar(name, value, done)
-            if main and self.preview and config.preview_every and done % config.preview_every == 0:
+            if self.preview and config.preview_every and done % config.preview_every == 0:
                 self.preview(done)
             if self.checkpoint_dir and config.checkpoint_every and done % config.checkpoint_every == 0:
                 self.save(done)
