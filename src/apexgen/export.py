@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor, nn
+
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import ADAPTER_NAME, has_lora
 from apexgen.backbones.registry import backbone_name, backbone_spec
@@ -123,13 +125,28 @@ def export_lora(backbone: DiffusersBackbone, directory: str | Path) -> ExportRes
     return ExportResult(directory, directory / LORA_WEIGHTS, settings)
 
 
-def export_full(backbone: DiffusersBackbone, directory: str | Path) -> ExportResult:
+def export_full(
+    backbone: DiffusersBackbone, directory: str | Path, weights: dict[str, Tensor] | None = None
+) -> ExportResult:
     """Write the whole transformer with ``save_pretrained`` (load it with the transformer class's
-    ``from_pretrained(directory, subfolder="transformer")``) and the sampling settings."""
+    ``from_pretrained(directory, subfolder="transformer")``) and the sampling settings. ``weights``: the
+    transformer's whole state dict, for a transformer whose own tensors are shards (gathered from FSDP)."""
     if has_lora(backbone):
         raise ValueError("the backbone carries a LoRA adapter: export it with export_lora")
     directory = Path(directory)
-    backbone.transformer.save_pretrained(directory / TRANSFORMER_FOLDER)
+    transformer = backbone.transformer if weights is None else transformer_around(backbone.transformer, weights)
+    transformer.save_pretrained(directory / TRANSFORMER_FOLDER)
     settings = write_settings(directory, sampling_settings(backbone, "full"))
     log.info("exported the transformer to %s", directory / TRANSFORMER_FOLDER)
     return ExportResult(directory, directory / TRANSFORMER_FOLDER, settings)
+
+
+def transformer_around(transformer: nn.Module, weights: dict[str, Tensor]) -> nn.Module:
+    """A transformer of ``transformer``'s class and config holding ``weights`` themselves: built on the meta
+    device, then given the tensors (no second copy of the weights is made)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        copy = type(transformer).from_config(transformer.config)
+    copy.load_state_dict(weights, assign=True)
+    return copy

@@ -61,7 +61,8 @@ def dry_run(config) -> None:
         )
         return
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    print(format_estimate(estimate(config, transformer), every_method(config, transformer), processes))
+    chosen = estimate(config, transformer, processes)
+    print(format_estimate(chosen, every_method(config, transformer, processes), processes))
 
 
 @reports_bad_input

@@ -34,7 +34,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     full_finetune: bool = False  # False: LoRA through peft on the frozen model (the teacher for free)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
-    fsdp: bool = False  # shard a fully fine-tuned model over processes (not supported yet)
+    fsdp: bool = False  # shard the method's copies of a fully fine-tuned model over the processes (FSDP2)
 
     def check(self) -> None:
         require(
@@ -43,18 +43,12 @@ class ModelConfig:
             f"unknown backbone {self.backbone!r}; known backbones: {', '.join(BACKBONES)}",
         )
         require(bool(self.path), "path", "set it to a local diffusers pipeline folder or a hub id, e.g. model.path=...")
-        if self.fsdp:
-            require(self.full_finetune, "fsdp", "FSDP shards a fully fine-tuned model: set model.full_finetune=true")
-            raise ConfigError("fsdp", FSDP_UNSUPPORTED)
-
-
-FSDP_UNSUPPORTED = (
-    "FSDP is not supported yet: the trainer broadcasts and all-reduces whole parameters and gradients itself, "
-    "writes checkpoints and the export from whole tensors, and runs previews on the main process alone (a "
-    "sharded forward needs every process); each needs its sharded counterpart first. Set model.fsdp=false: full "
-    "fine-tuning then runs data-parallel (every process holds the whole model), or use LoRA "
-    "(model.full_finetune=false)"
-)
+        require(
+            self.full_finetune or not self.fsdp,
+            "fsdp",
+            "FSDP shards a fully fine-tuned model; a LoRA run keeps one frozen base and small adapters, which "
+            "data-parallel training handles: set model.full_finetune=true, or model.fsdp=false for LoRA",
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +95,7 @@ class RunConfig:
         self.check_batch()
         self.check_precision()
         self.check_checkpointing()
+        self.check_sharding()
         if self.data.kind == "prompts":
             self.check_prompt_only_data()
 
@@ -122,6 +117,15 @@ class RunConfig:
                 "DMD2 in LoRA form switches to its fake-score adapter only during that adapter's forward, and "
                 "checkpointed blocks are recomputed in backward with the student's adapter active, which gives "
                 "wrong gradients; set model.gradient_checkpointing=false or model.full_finetune=true",
+            )
+
+    def check_sharding(self) -> None:
+        if self.model.fsdp and self.method == "dmd2" and self.methods.dmd2.uses_discriminator:
+            raise ConfigError(
+                "methods.dmd2.weight_gan_generator",
+                "the GAN head reads a late block's features of the fake score, not its output, and with model.fsdp "
+                "gradients through a sharded network must start at its output (FSDP gathers its outer weights "
+                "again there); set it to 0, or model.fsdp=false",
             )
 
     def check_prompt_only_data(self) -> None:

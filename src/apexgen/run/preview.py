@@ -1,6 +1,9 @@
 """Preview grids during training: the student sampled by the stock pipeline it is being trained in (its
 transformer is the student), from prompt embeddings computed once, decoded by the pipeline's VAE. Rows
-are the configured step counts, columns the prompts; same seed at every step, so grids compare."""
+are the configured step counts, columns the prompts; same seed at every step, so grids compare.
+
+In a run of several processes every process samples (a sharded model's forward needs all of them, and in a
+data-parallel run the others would wait for the main one anyway); the main one writes the grid."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def image_grid(rows: list[list[Image.Image]]) -> Image.Image:
 
 @dataclass
 class Previewer:
-    """Called with the step number; writes ``<folder>/step_<N>.png``."""
+    """Called with the step number; writes ``<folder>/step_<N>.png`` (``writes``: on the main process)."""
 
     pipeline: Any
     backbone: str
@@ -44,6 +47,7 @@ class Previewer:
     resolution: int
     folder: Path
     autocast_dtype: torch.dtype | None = None  # mixed fp32/bf16 weights run under autocast, as in training
+    writes: bool = True  # False on the other processes: they sample along and write nothing
 
     def __post_init__(self):
         self.pipeline.scheduler = sampling_scheduler(self.settings, self.pipeline.scheduler.config)
@@ -53,7 +57,7 @@ class Previewer:
             return contextlib.nullcontext()
         return torch.autocast(self.pipeline.device.type, dtype=self.autocast_dtype)
 
-    def __call__(self, step: int) -> Path:
+    def __call__(self, step: int) -> Path | None:
         transformer = self.pipeline.transformer
         was_training = transformer.training
         transformer.eval()
@@ -66,6 +70,8 @@ class Previewer:
                 ]
         finally:
             transformer.train(was_training)
+        if not self.writes:
+            return None
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"step_{step:07d}.png"
         image_grid(rows).save(path)

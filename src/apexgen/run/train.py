@@ -5,7 +5,8 @@ folder, the data's index, the pipeline's components and the LoRA rank. Then the 
 pipeline's own encoders (the main process first, so that the others find its cache), the text encoders
 leave the GPU, the method's networks are built (fp32 trainable weights, frozen weights in ``model.dtype``)
 and the shared :class:`Trainer` runs them with previews, rotated checkpoints and ``--resume``. At the end
-the student is exported for the stock pipeline into ``<out>/export``."""
+the student is exported for the stock pipeline into ``<out>/export``. With ``model.fsdp`` the method's
+copies of the backbone are sharded over the processes (``apexgen.train.sharding``)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from apexgen.data.encoding import PipelineEncoder
 from apexgen.data.image_text import open_reader
 from apexgen.data.prepare import data_stream, prepare_dataset
 from apexgen.data.stream import stack_texts
-from apexgen.export import export_full, export_lora, sampling_settings
+from apexgen.export import ExportResult, export_full, export_lora, sampling_settings
 from apexgen.objectives import build_objective
 from apexgen.objectives.base import Objective
 from apexgen.run.config import RunConfig
@@ -133,14 +134,26 @@ def write_config(out: Path, config: RunConfig, resume: bool) -> None:
     path.write_text(text)
 
 
-def previewer(config: RunConfig, pipeline, adapter, cond: TextCondition | None, out: Path) -> Previewer | None:
+def previewer(
+    config: RunConfig, pipeline, adapter, cond: TextCondition | None, out: Path, distributed: Distributed
+) -> Previewer | None:
+    """Previews of every process (the main one writes them), or None without prompts."""
     if cond is None:
         return None
     settings = sampling_settings(adapter, "full" if config.model.full_finetune else "lora")
     autocast = None if config.model.dtype == "fp32" and config.train.precision == "fp32" else torch.bfloat16
     resolution = config.data.resolution
+    folder = out / "previews"
     return Previewer(
-        pipeline, config.model.backbone, settings, cond, config.samples, resolution, out / "previews", autocast
+        pipeline,
+        config.model.backbone,
+        settings,
+        cond,
+        config.samples,
+        resolution,
+        folder,
+        autocast,
+        distributed.is_main,
     )
 
 
@@ -153,10 +166,10 @@ def run_training(config: RunConfig, resume: bool = False) -> RunResult:
     if not config.model.full_finetune:
         check_lora_rank(adapter, config.model.lora)
     # accelerate joins CPU processes into a group only when asked for the CPU (else each runs alone)
-    distributed = Distributed.from_environment(cpu=not torch.cuda.is_available())
+    distributed = Distributed.from_environment(cpu=not torch.cuda.is_available(), fsdp=config.model.fsdp)
     stream, cond = encode_data(config, pipeline, distributed)
     objective = training_objective(config, adapter, distributed.device)
-    preview = previewer(config, pipeline, adapter, cond, out) if distributed.is_main else None
+    preview = previewer(config, pipeline, adapter, cond, out, distributed)
     if distributed.is_main:
         write_config(out, config, resume)
     stream = DeviceStream(stream, distributed.device)
@@ -164,7 +177,7 @@ def run_training(config: RunConfig, resume: bool = False) -> RunResult:
     if resume and not trainer.resume():
         log.warning("--resume: no checkpoint in %s; starting from step 0", out / "checkpoints")
     result = trainer.run()
-    export = finish(config, trainer, result, adapter, out, preview) if distributed.is_main else None
+    export = finish(config, trainer, result, adapter, out, preview)
     distributed.barrier()
     held = objective.held_parameters()
     return RunResult(
@@ -172,12 +185,16 @@ def run_training(config: RunConfig, resume: bool = False) -> RunResult:
     )
 
 
-def finish(config: RunConfig, trainer: Trainer, result: TrainResult, adapter, out: Path, preview) -> Path:
-    """Export the student (its EMA weights, when kept), a last preview, and the run's summary."""
+def finish(config: RunConfig, trainer: Trainer, result: TrainResult, adapter, out: Path, preview) -> Path | None:
+    """Export the student (its EMA weights, when kept) and a last preview, then the run's summary. Every
+    process takes part (a sharded student is gathered, a sharded forward needs them all); the main one
+    writes, and returns the export folder (None elsewhere)."""
     with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
-        export = (export_full if config.model.full_finetune else export_lora)(adapter, out / EXPORT_FOLDER)
+        export = export_student(config, adapter, out / EXPORT_FOLDER, trainer.distributed)
         if preview is not None:
             preview(config.train.steps)
+    if export is None:
+        return None
     summary = {
         "backbone": config.model.backbone,
         "model": config.model.path,
@@ -195,3 +212,12 @@ def finish(config: RunConfig, trainer: Trainer, result: TrainResult, adapter, ou
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     log.info("exported the student to %s", export.directory)
     return export.directory
+
+
+def export_student(config: RunConfig, adapter, directory: Path, distributed: Distributed) -> ExportResult | None:
+    """The student's export, written by the main process (None elsewhere); a fully fine-tuned one from its
+    whole weights (gathered by every process when sharded)."""
+    if not config.model.full_finetune:
+        return export_lora(adapter, directory) if distributed.is_main else None
+    weights = distributed.model_state(adapter.transformer)
+    return export_full(adapter, directory, weights) if distributed.is_main else None
