@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
+from apexgen.cli import main
 from tests.data.files import image_folder
 from tests.data.tiny_pipelines import MAX_SEQUENCE_LENGTH, SIDE, tiny_pipeline
 
@@ -57,3 +60,12 @@ def train_arguments(name: str, model: Path, data: Path, out: Path, *overrides: s
 
 def images(folder: Path) -> Path:
     return image_folder(folder) if not (folder / "metadata.jsonl").is_file() else folder
+
+
+def sample(model: Path, export: Path, out: Path, steps: int = 1) -> Image.Image:
+    """``apexgen sample`` of an export with the stock pipeline of ``model``: the image it wrote."""
+    arguments = ["sample", "--model", str(model), "--lora", str(export), "--prompt", "a red cat"]
+    assert main([*arguments, "--steps", str(steps), "--resolution", str(SIDE), "--out", str(out)]) == 0
+    with Image.open(out) as picture:
+        picture.load()
+    return picture

@@ -58,8 +58,9 @@ def test_dry_run_on_a_model_folder_prints_the_estimate(tmp_path, models, capsys)
 @pytest.mark.parametrize(
     "overrides, key, words",
     [
-        (["model.fsdp=true"], "model.fsdp", "set model.full_finetune=true"),
-        (["model.fsdp=true", "model.full_finetune=true"], "model.fsdp", "not supported yet"),
+        (["model.fsdp=true"], "model.fsdp", "set model.full_finetune=true, or model.fsdp=false for LoRA"),
+        (["model.fsdp=true", "model.full_finetune=true", "method=dmd2", "methods.dmd2.weight_gan_generator=0.1"],
+         "methods.dmd2.weight_gan_generator", "set it to 0, or model.fsdp=false"),
         (["method=gan"], "method", "allowed: apex, twinflow, dmd2, consistency, regression"),
         (["model.dtype=bf16", "train.precision=fp32"], "train.precision", "set train.precision=bf16"),
         (["method=dmd2", "model.gradient_checkpointing=true"], "model.gradient_checkpointing", "wrong gradients"),

@@ -16,15 +16,7 @@ from apexgen.cli import main
 from apexgen.export import LORA_WEIGHTS, SETTINGS_FILE, TRANSFORMER_FOLDER, read_settings
 from tests.backbones.tiny import NAMES
 from tests.data.tiny_pipelines import SIDE
-from tests.run.helpers import images, train_arguments
-
-
-def sample(model, export, out, steps: int = 1) -> Image.Image:
-    arguments = ["sample", "--model", str(model), "--lora", str(export), "--prompt", "a red cat"]
-    assert main([*arguments, "--steps", str(steps), "--resolution", str(SIDE), "--out", str(out)]) == 0
-    with Image.open(out) as picture:
-        picture.load()
-    return picture
+from tests.run.helpers import images, sample, train_arguments
 
 
 def check_run(out, name: str, weights: str) -> None:

@@ -1,13 +1,15 @@
 """The dry-run estimate counts what the networks of a run really hold: its parameter counts equal those of
 the networks built for training (tiny models), and its copies follow each method's layout."""
 
+import math
+
 import pytest
 
 from apexgen.backbones.registry import adapter_class
 from apexgen.config import load, parse_overrides
 from apexgen.objectives import MethodsConfig, build_objective
 from apexgen.run.config import RunConfig
-from apexgen.run.estimate import FP32, TRAINABLE, estimate, every_method, meta_transformer
+from apexgen.run.estimate import FP32, TRAINABLE, estimate, every_method, format_estimate, meta_transformer
 from apexgen.run.networks import prepare_student
 from tests.backbones.tiny import NAMES
 
@@ -71,3 +73,19 @@ def test_settings_that_add_memory(models):
         settings("sd3", models("sd3"), "model.full_finetune=true", "methods.apex.fake_updates=1"), transformer
     )
     assert twice.total_bytes == plain.total_bytes + 8 * n  # a second AdamW state
+
+
+def test_fsdp_divides_every_copy_over_the_processes(models):
+    transformer = meta_transformer("sd3", str(models("sd3")))
+    overrides = ("model.full_finetune=true", "method=dmd2", "train.ema_decay=0.99")
+    whole = estimate(settings("sd3", models("sd3"), *overrides), transformer, processes=4)
+    config = settings("sd3", models("sd3"), *overrides, "model.fsdp=true")
+    assert estimate(config, transformer, processes=1).total_bytes == whole.total_bytes  # nothing to shard
+    sharded = estimate(config, transformer, processes=4)
+    *copies, gathered = sharded.rows
+    assert [row.shards for row in copies] == [4] * len(whole.rows) and len(copies) == len(whole.rows)
+    assert sum(row.bytes for row in copies) == sum(math.ceil(row.bytes / 4) for row in whole.rows)
+    assert gathered.component.startswith("FSDP: gathered") and gathered.bytes_per_parameter == FP32 + 4
+    assert 0 < gathered.parameters <= sharded.transformer_parameters
+    text = format_estimate(sharded, every_method(config, transformer, 4), 4)
+    assert "student (fp32 + grad + AdamW), sharded ÷ 4" in text and "FSDP over 4 processes" in text

@@ -2,35 +2,19 @@
 one-process run with the same global batch, and resume after a stop."""
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from tests.launch import torchrun
+
 SCRIPT = Path(__file__).with_name("distributed_run.py")
-ROOT = Path(__file__).parents[2]
 
 
 def launch(out: Path, processes: int, steps: int, stop_at: int, global_batch: int = 64) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={processes}",
-        str(SCRIPT),
-        str(out),
-        str(global_batch),
-        str(steps),
-        str(stop_at),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun([str(SCRIPT), str(out), str(global_batch), str(steps), str(stop_at)], processes)
 
 
 @pytest.fixture(scope="module")
