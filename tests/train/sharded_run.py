@@ -3,7 +3,6 @@ trained data-parallel and sharded (FSDP2) from the same weights on the same batc
 stopped and resumed; each run's checkpoint resumed in the other layout. The main rank writes the largest
 differences of the gathered weights and logged values (JSON)."""
 
-import copy
 import dataclasses
 import json
 import shutil
@@ -12,10 +11,12 @@ from pathlib import Path
 
 import torch
 
+from apexgen.backbones.lora import LoRAConfig
 from apexgen.objectives import MethodsConfig, build_objective
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.dmd2 import DMD2Config
 from apexgen.objectives.regression import RegressionConfig
+from apexgen.students import prepare_networks
 from apexgen.train.distributed import Distributed
 from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer
 from tests.backbones.tiny import RandomLatents, tiny_backbone
@@ -47,10 +48,8 @@ class SavedLatents(RandomLatents):
 
 def trainer(case: str, distributed: Distributed, out: Path) -> Trainer:
     method, methods, train = CASES[case]
-    student = tiny_backbone("sd3").requires_grad_(True).train()
-    teacher = copy.deepcopy(student).requires_grad_(False).eval()
-    torch.manual_seed(1)  # e.g. DMD2's discriminator head
-    objective = build_objective(method, methods, student, teacher)
+    networks = prepare_networks(tiny_backbone("sd3"), method, full_finetune=True, lora=LoRAConfig())
+    objective = build_objective(method, methods, networks.student, networks.teacher)
     config = TrainConfig(
         steps=STEPS,
         batch_size=4,

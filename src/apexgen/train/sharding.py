@@ -36,13 +36,13 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from apexgen.backbones.base import FlowBackbone
 
-# Gathered weights are freed after every forward, the root's too. FSDP2 keeps the root's gathered by default,
-# until a backward reshards them; but a network called only without gradients (the teacher, an EMA copy, the
-# student in DMD2's critic update) is never resharded, and its next forward would reuse weights gathered
-# before the last optimiser or EMA step, with their old ``requires_grad`` (which the trainer switches per
-# parameter group; FSDP copies it onto gathered weights when it gathers them): measured, the generator's
-# root weights got no gradient. The price: backward gathers a network's root weights again when gradients
-# reach its final output, so gradients must start there (DMD2's GAN head on block features is refused).
+# Every sharded module frees its gathered weights after each forward, the root too. (FSDP2 keeps the root's
+# until backward; a network run only without gradients, such as the teacher, an EMA copy or DMD2's student in
+# the critic update, then keeps them, and its next forward reuses weights gathered before the last optimiser
+# or EMA step, with their old ``requires_grad``, which the trainer switches per parameter group. Measured with
+# that default: the root weights of DMD2's generator got no gradient.) The price: backward gathers a root's
+# weights again only when gradients reach the network's output, so they must start there (DMD2's GAN head,
+# which reads block features, is refused with FSDP).
 RESHARD_AFTER_FORWARD = True
 
 
