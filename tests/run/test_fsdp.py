@@ -1,6 +1,6 @@
 """``apexgen train`` with ``model.fsdp`` (two processes, torchrun, gloo on the CPU): 4 APEX steps of full
 fine-tuning on the tiny SD3 pipeline end with the weights, loss curve and checkpoint layout of the
-data-parallel run with the same seed and global batch; its export samples in the stock pipeline, and
+data-parallel run with the same seed and global batch; its export (EMA weights) samples in the stock pipeline, and
 ``apexgen export`` rebuilds it from the last checkpoint; a run stopped at step 2 resumes to the same weights;
 one process trains unsharded."""
 
@@ -36,6 +36,7 @@ def train(root: Path, models, out: Path, *overrides: str):
         f"train.steps={STEPS}",
         f"train.keep_checkpoints={STEPS}",
         f"data.cache_dir={root / 'cache'}",
+        "train.ema_decay=0.5",  # the export holds the EMA weights
         *overrides,
     )
     return torchrun(["-m", "apexgen.cli", *arguments], cwd=root)
@@ -85,21 +86,22 @@ def test_checkpoints_of_a_sharded_run_have_the_data_parallel_layout(runs):
     assert json.loads((sharded / "trainer.json").read_text())["world_size"] == 2
 
 
-def test_export_of_a_sharded_run_holds_its_weights_and_samples_in_the_stock_pipeline(runs, models, tmp_path):
-    export = runs / "sharded" / "export"
-    exported = load_file(next((export / TRANSFORMER_FOLDER).glob("*.safetensors")))
-    trained = load_file(checkpoint(runs / "sharded") / "student.safetensors")
-    assert exported.keys() >= {k.removeprefix("transformer.") for k in trained}
-    assert all(torch.equal(exported[k.removeprefix("transformer.")], v) for k, v in trained.items())
-    assert sample(models("sd3"), export, tmp_path / "image.png", steps=2).size == (SIDE, SIDE)
+def exported(run: Path) -> dict:
+    return load_file(next((run / "export" / TRANSFORMER_FOLDER).glob("*.safetensors")))
+
+
+def test_export_of_a_sharded_run_holds_its_ema_weights_and_samples_in_the_stock_pipeline(runs, models, tmp_path):
+    export = exported(runs / "sharded")
+    ema = torch.load(checkpoint(runs / "sharded") / "random_and_ema.pt", weights_only=False)["ema"]["shadow"]
+    assert export.keys() >= {k.removeprefix("transformer.") for k in ema}
+    assert all(torch.equal(export[k.removeprefix("transformer.")], v) for k, v in ema.items())
+    assert largest_difference(export, exported(runs / "whole")) < TOLERANCE
+    assert sample(models("sd3"), runs / "sharded" / "export", tmp_path / "image.png", steps=2).size == (SIDE, SIDE)
 
 
 def test_export_command_exports_the_checkpoint_of_a_sharded_run_in_one_process(runs, tmp_path):
-    assert main(["export", "--run", str(runs / "sharded"), "--out", str(tmp_path / "again")]) == 0
-    first, again = (
-        load_file(next((folder / TRANSFORMER_FOLDER).glob("*.safetensors")))
-        for folder in (runs / "sharded" / "export", tmp_path / "again")
-    )
+    assert main(["export", "--run", str(runs / "sharded"), "--out", str(tmp_path / "again" / "export")]) == 0
+    first, again = exported(runs / "sharded"), exported(tmp_path / "again")
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
 
 

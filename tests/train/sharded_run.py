@@ -33,7 +33,10 @@ CASES = {
     "dmd2": ("dmd2", MethodsConfig(dmd2=DMD2Config(critic_updates=1)), {}),
     "consistency": ("consistency", MethodsConfig(), {}),
     "regression": ("regression", MethodsConfig(regression=RegressionConfig(pairs=8, teacher_steps=2)), {}),
+    # blocks recomputed in backward (model.gradient_checkpointing)
+    "apex_checkpointing": ("apex", MethodsConfig(), {}),
 }
+CHECKPOINTING = ("apex_checkpointing",)
 
 
 class SavedLatents(RandomLatents):
@@ -48,7 +51,10 @@ class SavedLatents(RandomLatents):
 
 def trainer(case: str, distributed: Distributed, out: Path) -> Trainer:
     method, methods, train = CASES[case]
-    networks = prepare_networks(tiny_backbone("sd3"), method, full_finetune=True, lora=LoRAConfig())
+    backbone = tiny_backbone("sd3")
+    if case in CHECKPOINTING:
+        backbone.transformer.enable_gradient_checkpointing()
+    networks = prepare_networks(backbone, method, full_finetune=True, lora=LoRAConfig())
     objective = build_objective(method, methods, networks.student, networks.teacher)
     config = TrainConfig(
         steps=STEPS,

@@ -42,7 +42,11 @@ def test_blocks_are_the_transformer_blocks_of_each_backbone(name):
     scope="module",
     params=[
         pytest.param(("apex", "dmd2"), id="apex-dmd2"),
-        pytest.param(("apex_ema_reference", "consistency", "regression"), id="others", marks=pytest.mark.slow),
+        pytest.param(
+            ("apex_ema_reference", "consistency", "regression", "apex_checkpointing"),
+            id="others",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def differences(request, tmp_path_factory) -> dict:
