@@ -21,7 +21,10 @@ from apexgen.toy.report import summarise
 
 # Each variant changes the default APEX settings (``ToyConfig().method.apex``) by these keys.
 VARIANTS: dict[str, dict] = {
-    "default (shift a=-1, b=0: released code)": {},
+    "default (fake warm-up 250, shift a=-1, b=0)": {},
+    "no fake warm-up": {"fake_warmup": 0},
+    "fake warm-up 500": {"fake_warmup": 500},
+    "fake warm-up 1000": {"fake_warmup": 1000},
     "shift a=-0.5, b=1 (the paper's best cell)": {"shift": {"a": -0.5, "b": 1.0}},
     "shift a=+0.5, b=0 (positive scale)": {"shift": {"a": 0.5, "b": 0.0}},
     "negative time (TwinFlow key)": {"fake_key": "negative_time"},
