@@ -2,6 +2,8 @@
 through the command line, on CPU in about a minute."""
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,24 @@ def test_exported_lora_in_the_stock_sd3_pipeline_equals_our_one_step_sampler(run
     assert (stock - ours).abs().max() <= STOCK_TOLERANCE
     lora_off = one_step_sample(load_teacher(root / "teacher"), noise, cond)
     assert (ours - lora_off).abs().max() > 1e-6  # the LoRA was trained and loaded
+
+
+def test_eval_reuses_rows_of_the_same_weights_and_settings_and_scores_the_rest_again(run, caplog):
+    root, settings = run
+    again = root / "eval_again"
+    shutil.copytree(root / "eval" / "rows", again / "rows")
+    tampered = json.loads((again / "rows" / "teacher_nfe2.json").read_text())
+    tampered["key"]["weights"] = "0" * 64
+    (again / "rows" / "teacher_nfe2.json").write_text(json.dumps(tampered))
+    (again / "rows" / "apex_nfe1.json").write_text('{"key": {"method": "apex"')  # truncated
+    command = ["eval", "--teacher", str(root / "teacher"), "--students", str(root / "apex"), "--out", str(again)]
+    with caplog.at_level(logging.INFO, logger="apexgen.t2i.evaluate"):
+        assert main([*command, *settings]) == 0
+    assert "teacher NFE 1: reusing the row" in caplog.text
+    assert "teacher_nfe2.json was measured with other weights or settings" in caplog.text
+    assert "apex_nfe1.json is unreadable" in caplog.text and "apex NFE 1: reusing" not in caplog.text
+    first = {(r["method"], r["nfe"]): r for r in json.loads((root / "eval" / "report.json").read_text())["rows"]}
+    second = {(r["method"], r["nfe"]): r for r in json.loads((again / "report.json").read_text())["rows"]}
+    assert second[("teacher", 1)] == first[("teacher", 1)]  # kept: even the timing is the first run's
+    assert second[("teacher", 2)]["fid"] == pytest.approx(first[("teacher", 2)]["fid"], rel=1e-4)  # same noise
+    assert second[("teacher", 2)]["seconds_per_image"] != first[("teacher", 2)]["seconds_per_image"]  # new timing

