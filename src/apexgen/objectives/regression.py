@@ -4,6 +4,7 @@ training, then ‖G_θ(ε, c) − x0‖² with G_θ(ε, c) = ε − F_θ(ε, 1, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from apexgen.objectives.base import (
     weighted_mean,
 )
 from apexgen.sampling import euler_sample, one_step_with_velocity
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,17 @@ class Regression(Objective):
         """Fill the pool: conditions from the data stream, noise from ``generator``, x0 from the teacher."""
         if self.pool is not None:  # restored from a checkpoint
             return
+        config = self.config
+        log.info(
+            "computing the pool of %d teacher endpoints once (Euler, %d steps, guidance %g)",
+            config.pairs,
+            config.teacher_steps,
+            config.guidance,
+        )
         noises, endpoints, conditions, collected = [], [], [], 0
         while collected < self.config.pairs:
             batch = next(batches)
             noise = flow.randn_like(batch.x0, generator)
-            config = self.config
             x0 = euler_sample(
                 self._teacher[0], noise, batch.cond, config.teacher_steps, config.guidance, batch.null_cond
             )
