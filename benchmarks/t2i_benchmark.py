@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from apexgen.config import load, parse_overrides
+from apexgen.objectives import STUDENT_METHODS
 from apexgen.t2i.config import T2IConfig
 from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
 from apexgen.t2i.report import write_report
@@ -45,7 +46,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/t2i_benchmark"))
     parser.add_argument("--updates", type=int, default=1200)
     parser.add_argument("--samples", type=int, default=5000)
-    parser.add_argument("--methods", nargs="+", default=["apex", "twinflow", "dmd2", "regression"])
+    # choices: an override written after --methods (which takes every word up to the next option) is an error,
+    # not a method name; write overrides before the options or after `--`
+    parser.add_argument(
+        "--methods", nargs="+", default=["apex", "twinflow", "dmd2", "regression"], choices=STUDENT_METHODS
+    )
     parser.add_argument("--teacher-nfe", type=int, nargs="+", default=[1, 2, 4, 8, 50])
     parser.add_argument("--student-nfe", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--resume", action="store_true")

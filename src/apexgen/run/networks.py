@@ -5,8 +5,7 @@ fp32 trainable weights next to frozen weights in the configured dtype."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -15,6 +14,7 @@ from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import LoRAConfig, LoRARankError, check_rank, target_pattern
 from apexgen.config import ConfigError
 from apexgen.run.config import RunConfig
+from apexgen.seeding import seeded_global_rng
 from apexgen.students import Networks, prepare_networks
 
 log = logging.getLogger(__name__)
@@ -36,16 +36,6 @@ def upcast(parameters: Iterable[nn.Parameter]) -> None:
     for parameter in parameters:
         if parameter.dtype != torch.float32:
             parameter.data = parameter.data.float()
-
-
-@contextmanager
-def seeded_global_rng(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Libraries that draw from the global generator (peft's LoRA initialisation, a pipeline's few-step
-    re-noising) draw from ``seed`` within the block; the caller's global state is left as it was."""
-    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def prepare_student(config: RunConfig, adapter: DiffusersBackbone, device: torch.device | str = "cpu") -> Networks:

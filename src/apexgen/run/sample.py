@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from apexgen.backbones.registry import adapter_class
 from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER, read_settings, sampling_scheduler
-from apexgen.run.networks import seeded_global_rng
 from apexgen.run.pipeline import DTYPES, PipelineError, load_pipeline, sampling_arguments
+from apexgen.seeding import seeded_global_rng
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,10 @@ from apexgen.export import ExportResult, export_full, export_lora, sampling_sett
 from apexgen.objectives import build_objective
 from apexgen.objectives.base import Objective
 from apexgen.run.config import RunConfig
-from apexgen.run.networks import check_lora_rank, prepare_student, seeded_global_rng, upcast
+from apexgen.run.networks import check_lora_rank, prepare_student, upcast
 from apexgen.run.pipeline import load_pipeline, move_text_encoders
 from apexgen.run.preview import Previewer
+from apexgen.seeding import seeded_global_rng
 from apexgen.train import checkpoint
 from apexgen.train.distributed import Distributed
 from apexgen.train.loop import Trainer, TrainResult

@@ -9,12 +9,12 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 
 from apexgen.backbones.lora import ADAPTER_NAME
 from apexgen.backbones.sd3 import SD3Backbone
 from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER
+from apexgen.seeding import seeded_global_rng
 from apexgen.students import Networks, prepare_networks
 from apexgen.t2i.config import DistillConfig, TeacherModelConfig
 
@@ -43,8 +43,8 @@ def shipped_teacher() -> Path | None:
 
 
 def new_teacher(model: TeacherModelConfig, seed: int) -> SD3Backbone:
-    torch.manual_seed(seed)  # parameter initialisation only
-    return SD3Backbone.from_config(model.diffusers_config())
+    with seeded_global_rng(seed):  # parameter initialisation
+        return SD3Backbone.from_config(model.diffusers_config())
 
 
 def save_teacher(teacher: SD3Backbone, directory: Path, info: dict) -> None:
@@ -72,8 +72,11 @@ def load_teacher(directory: str | Path) -> SD3Backbone:
 
 
 def make_student(teacher_dir: str | Path, config: DistillConfig) -> Networks:
-    """The teacher in ``teacher_dir`` turned into the networks ``config.distill.method`` trains."""
-    return prepare_networks(load_teacher(teacher_dir), config.method, config.full_finetune, config.lora)
+    """The teacher in ``teacher_dir`` turned into the networks ``config.distill.method`` trains; new weights
+    (peft's LoRA A matrices) are drawn from ``train.seed``, so a run with the same seed is the same run."""
+    teacher = load_teacher(teacher_dir)
+    with seeded_global_rng(config.train.seed):
+        return prepare_networks(teacher, config.method, config.full_finetune, config.lora)
 
 
 def load_student(teacher_dir: str | Path, student_dir: str | Path) -> SD3Backbone:
