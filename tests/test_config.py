@@ -35,7 +35,7 @@ def test_override_values_are_parsed_as_yaml_and_numbers():
 @pytest.mark.parametrize(
     ("override", "key", "hint"),
     [
-        ("method.apex.shfit.a=1", "method.apex.shfit", "allowed keys: shift, fake_key"),
+        ("method.apex.shfit.a=1", "method.apex.shfit", "allowed keys: preset, shift, fake_key"),
         ("student.steps=many", "student.steps", "expected an integer"),
         ("student.steps=2.5", "student.steps", "expected an integer"),
         ("method.apex.clamp=yes", "method.apex.clamp", "expected a number"),

@@ -20,6 +20,7 @@ C = TypeVar("C", bound="Condition")
 @dataclass
 class Condition:
     shift_field: ClassVar[str]
+    pooled_fields: ClassVar[tuple[str, ...]] = ()
 
     def _map(self: C, fn) -> C:
         values = {
@@ -53,6 +54,14 @@ class Condition:
     def with_shift_field(self: C, value: Tensor) -> C:
         return dataclasses.replace(self, **{self.shift_field: value})
 
+    def shifted(self: C, shift, pooled: bool = False) -> C:
+        """S applied to the field ``shift_field`` (and, with ``pooled``, to every ``pooled_fields``)."""
+        changed = {self.shift_field: shift(getattr(self, self.shift_field))}
+        for name in self.pooled_fields if pooled else ():
+            if getattr(self, name) is not None:
+                changed[name] = shift(getattr(self, name))
+        return dataclasses.replace(self, **changed)
+
     @classmethod
     def cat(cls: type[C], conditions: list[C]) -> C:
         first = conditions[0]
@@ -82,6 +91,7 @@ class TextCondition(Condition):
     """Prompt embeddings: token hidden states for cross-attention, a pooled vector, a token mask."""
 
     shift_field: ClassVar[str] = "tokens"
+    pooled_fields: ClassVar[tuple[str, ...]] = ("pooled",)
     tokens: Tensor
     pooled: Tensor | None = None
     mask: Tensor | None = None

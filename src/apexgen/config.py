@@ -71,8 +71,10 @@ def build(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(join(prefix, str(unknown[0])), f"unknown key; allowed keys: {', '.join(fields)}")
+    if "preset" in data and hasattr(cls, "presets"):
+        data = merge(preset_layer(cls, data["preset"], data, prefix), data)
     values = {
-        name: convert(hints[name], over_default(fields[name], value), join(prefix, name))
+        name: convert(hints[name], over_default(fields[name], value, join(prefix, name)), join(prefix, name))
         for name, value in data.items()
     }
     try:
@@ -90,16 +92,52 @@ def build(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
     return instance
 
 
-def over_default(field: dataclasses.Field, value: Any) -> Any:
+def over_default(field: dataclasses.Field, value: Any, key: str = "") -> Any:
     """A partial mapping for a nested dataclass field fills in from that field's own default instance,
-    so ``teacher.steps=10`` keeps every other setting of the default ``teacher``."""
+    so ``teacher.steps=10`` keeps every other setting of the default ``teacher``; a mapping that names a
+    ``preset`` fills in from that preset instead (``preset_layer``)."""
     if not isinstance(value, Mapping):
         return value
     if field.default_factory is not dataclasses.MISSING:
         default = field.default_factory()
     else:
         default = field.default
-    return merge(to_dict(default), value) if dataclasses.is_dataclass(default) else value
+    if not dataclasses.is_dataclass(default):
+        return value
+    return fill(type(default), to_dict(default), value, key)
+
+
+def fill(cls: type, base: Mapping[str, Any], value: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``value`` deep-merged over ``base`` (the values of dataclass ``cls``); wherever ``value`` names a
+    ``preset`` of a dataclass, that dataclass's values start from the preset instead of ``base``."""
+    if "preset" in value and hasattr(cls, "presets"):
+        base = preset_layer(cls, value["preset"], base, key)
+    hints = typing.get_type_hints(cls)
+    merged = dict(base)
+    for name, item in value.items():
+        nested = hints.get(name)
+        if isinstance(item, Mapping) and dataclasses.is_dataclass(nested) and isinstance(base.get(name), Mapping):
+            merged[name] = fill(nested, base[name], item, join(key, name))
+        else:
+            merged[name] = item
+    return merged
+
+
+def preset_layer(cls: type, name: Any, job: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The values of preset ``name`` of ``cls`` (its ``presets()``) over the class defaults, keeping the
+    job's values of the fields the class names in ``JOB_FIELDS``; "" (no preset) keeps ``job`` as it is."""
+    if name == "":
+        return dict(job)
+    presets = cls.presets()
+    if name not in presets:
+        allowed = ", ".join(repr(p) for p in presets) or "none"
+        raise ConfigError(join(prefix, "preset"), f"unknown preset {name!r}; allowed presets: {allowed}")
+    layer = merge(to_dict(cls()), presets[name])
+    for field_name in getattr(cls, "JOB_FIELDS", ()):
+        if field_name in job:
+            layer[field_name] = job[field_name]
+    layer["preset"] = name
+    return layer
 
 
 def convert(annotation: Any, value: Any, key: str) -> Any:

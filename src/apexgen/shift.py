@@ -28,6 +28,9 @@ class ConditionShift:
     a: float = -1.0
     b: float = 0.0
     where: ShiftLocation = "projected"
+    # Also shift the pooled text vector of backbones that have one (SD3, FLUX: it drives AdaLN), so that S acts
+    # on every text input (METHOD §2); off: the token stream alone, as the released code does.
+    pooled: bool = False
 
     def __post_init__(self):
         if self.where not in ("projected", "embeds"):
@@ -37,8 +40,8 @@ class ConditionShift:
         return self.a * condition + self.b
 
     @contextmanager
-    def hooked(self, module: nn.Module) -> Iterator[None]:
-        """Apply S to the output of ``module`` for the duration of the block, then remove the hook."""
+    def hooked(self, *modules: nn.Module) -> Iterator[None]:
+        """Apply S to the output of each of ``modules`` for the duration of the block, then remove the hooks."""
 
         def shift_output(_module: nn.Module, _inputs, output):
             if not isinstance(output, Tensor):
@@ -48,8 +51,9 @@ class ConditionShift:
                 )
             return self(output)
 
-        handle = module.register_forward_hook(shift_output)
+        handles = [module.register_forward_hook(shift_output) for module in modules]
         try:
             yield
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()

@@ -11,6 +11,7 @@ from torch import nn
 
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import AdapterView, FrozenBase, LoRAConfig, add_lora
+from apexgen.objectives import MethodsConfig, uses_fake_network
 
 FAKE_ADAPTER = "fake"
 
@@ -19,18 +20,25 @@ FAKE_ADAPTER = "fake"
 class Networks:
     student: DiffusersBackbone
     teacher: nn.Module
-    fake: nn.Module | None = None  # DMD2's fake score; None: build_objective makes a trainable teacher copy
+    fake: nn.Module | None = None  # a method's own fake network; None: build_objective copies the teacher
 
 
-def prepare_networks(model: DiffusersBackbone, method: str, full_finetune: bool, lora: LoRAConfig) -> Networks:
-    """``model`` (the loaded teacher) becomes the student: with a LoRA adapter (and, for DMD2, a second one
-    for the fake score), or fully trainable next to a frozen copy of itself."""
+def prepare_networks(
+    model: DiffusersBackbone,
+    method: str,
+    full_finetune: bool,
+    lora: LoRAConfig,
+    methods: MethodsConfig | None = None,
+) -> Networks:
+    """``model`` (the loaded teacher) becomes the student: with a LoRA adapter (and, for a method with a fake
+    network of its own, DMD2 or APEX with fake_network='private' in ``methods``, a second one), or fully
+    trainable next to a frozen copy of itself."""
     if full_finetune:
         teacher = copy.deepcopy(model).requires_grad_(False).eval()
         return Networks(model.requires_grad_(True).train(), teacher)
     add_lora(model, lora)
     fake = None
-    if method == "dmd2":
+    if uses_fake_network(method, methods or MethodsConfig()):
         add_lora(model, lora, adapter_name=FAKE_ADAPTER)
         fake = AdapterView(model, FAKE_ADAPTER)
     return Networks(model.train(), FrozenBase(model), fake)

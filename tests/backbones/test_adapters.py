@@ -59,6 +59,39 @@ def test_projected_shift_equals_the_backbone_run_on_manually_shifted_projected_t
     assert torch.equal(after, plain)
 
 
+def replaced(backbone, path: str, module: nn.Module) -> nn.Module:
+    """Put ``module`` at ``path`` of ``backbone``; returns what was there."""
+    parent_name, _, child = path.rpartition(".")
+    parent = backbone.get_submodule(parent_name)
+    original = getattr(parent, child)
+    setattr(parent, child, module)
+    return original
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+def test_pooled_shift_also_acts_on_the_projected_pooled_vector(name):
+    """METHOD §2: S on every text input; SD3 and FLUX feed a pooled vector to AdaLN next to the tokens."""
+    backbone = tiny_backbone(name)
+    x, t, cond = inputs(name)
+    shift = ConditionShift(a=-0.5, b=1.0, pooled=True)
+    with torch.no_grad():
+        tokens_only = backbone(x, t, cond, shift=SHIFT)
+        hooked = backbone(x, t, cond, shift=shift)
+        originals = {
+            path: replaced(backbone, path, nn.Sequential(backbone.get_submodule(path), Affine(shift.a, shift.b)))
+            for path in (backbone.text_projection, backbone.pooled_projection)
+        }
+        manual = backbone.velocity(x, t, cond)
+        for path, module in originals.items():
+            replaced(backbone, path, module)
+    assert torch.equal(hooked, manual)
+    assert (hooked - tokens_only).abs().max() > 1e-3
+    embeds = ConditionShift(a=-1, b=0, where="embeds", pooled=True)
+    negated = TextCondition(-cond.tokens, -cond.pooled, cond.mask)
+    with torch.no_grad():
+        assert torch.equal(backbone(x, t, cond, shift=embeds), backbone(x, t, negated))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_embeds_shift_acts_on_the_prompt_tokens(name):
     backbone = tiny_backbone(name)

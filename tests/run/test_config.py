@@ -71,6 +71,12 @@ def test_dry_run_on_a_model_folder_prints_the_estimate(tmp_path, models, capsys)
         (["data.kind=prompts", "method=dmd2", "methods.dmd2.weight_gan_generator=0.1"],
          "methods.dmd2.weight_gan_generator", "set it to 0"),
         (["samples.steps=[3]"], "samples.steps", "previews sample with (1, 2, 4) steps"),
+        (["data.kind=prompts", "methods.apex.preset=paper"], "methods.apex.preset", "choose preset=ours"),
+        (["model.fsdp=true", "model.full_finetune=true", "methods.apex.lag_every=10"], "methods.apex.lag_every",
+         "set it to 0, or model.fsdp=false"),
+        (["methods.apex.fake_network=private", "methods.apex.fake_updates=2", "methods.apex.slices.fake=0",
+          "methods.apex.slices.generator=1", "model.gradient_checkpointing=true"],
+         "model.gradient_checkpointing", "wrong gradients"),
     ],
 )  # fmt: skip
 def test_settings_that_cannot_work_name_the_key_and_the_fix(overrides, key, words):

@@ -6,6 +6,7 @@ import torch
 
 from apexgen.data.toy import Ring, ToyStream
 from apexgen.objectives import MethodsConfig, build_objective
+from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.objectives.regression import RegressionConfig
 from apexgen.train import checkpoint
 from apexgen.train.checkpoint import CheckpointError
@@ -13,18 +14,20 @@ from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer, learning_r
 from tests.conftest import tiny_mlp
 
 CONFIG = TrainConfig(steps=6, batch_size=16, log_every=1, checkpoint_every=3, keep_checkpoints=5, progress=False)
-METHODS = MethodsConfig(regression=RegressionConfig(pairs=32, teacher_steps=3))
+METHODS = MethodsConfig(apex=APEXConfig(), regression=RegressionConfig(pairs=32, teacher_steps=3))
+PRIVATE = APEXConfig(fake_network="private", fake_updates=1, slices=APEXSlices(generator=1.0, fake=0.0))
 
 
 def make_trainer(method: str, out_dir, config=CONFIG):
     distribution = Ring()
     teacher = tiny_mlp(cond_dim=distribution.cond_dim, seed=7).requires_grad_(False)
     student = tiny_mlp(cond_dim=distribution.cond_dim, seed=7)
-    objective = build_objective(method, METHODS, student, teacher)
+    methods = dataclasses.replace(METHODS, apex=PRIVATE) if method == "apex_private" else METHODS
+    objective = build_objective(method.removesuffix("_private"), methods, student, teacher)
     return Trainer(objective, ToyStream(distribution, 16, seed=3), config, out_dir=out_dir), student
 
 
-@pytest.mark.parametrize("method", ["apex", "dmd2", "consistency", "regression"])
+@pytest.mark.parametrize("method", ["apex", "apex_private", "dmd2", "consistency", "regression"])
 def test_resumed_run_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_path, method):
     full, full_student = make_trainer(method, tmp_path / "full")
     full.run()

@@ -2,8 +2,8 @@
 
 Adapters subclass :class:`FlowBackbone` and implement :meth:`velocity` (packing, time scaling, masks
 live there and nowhere else). They name the module whose output the condition shift acts on
-(``text_projection``) and, for methods that need a discriminator head, the module whose output is a
-feature map (``feature_module``).
+(``text_projection``; ``pooled_projection`` too where a pooled text vector enters) and, for methods that
+need a discriminator head, the module whose output is a feature map (``feature_module``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from apexgen.shift import ConditionShift
 
 class FlowBackbone(nn.Module, ABC):
     text_projection: str = ""
+    pooled_projection: str = ""  # the projection of a pooled text vector, for backbones that take one
     feature_module: str = ""
     feature_dim: int = 0
 
@@ -30,8 +31,11 @@ class FlowBackbone(nn.Module, ABC):
         if shift is None:
             return self.velocity(x_t, t, cond)
         if shift.where == "embeds":
-            return self.velocity(x_t, t, cond.with_shift_field(shift(getattr(cond, cond.shift_field))))
-        with shift.hooked(self.get_submodule(self.text_projection)):
+            return self.velocity(x_t, t, cond.shifted(shift, pooled=shift.pooled))
+        modules = [self.get_submodule(self.text_projection)]
+        if shift.pooled and self.pooled_projection:
+            modules.append(self.get_submodule(self.pooled_projection))
+        with shift.hooked(*modules):
             return self.velocity(x_t, t, cond)
 
     def sharding_root(self) -> nn.Module:

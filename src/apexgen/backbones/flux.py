@@ -26,6 +26,7 @@ DEFAULT_GUIDANCE = 3.5
 class FluxBackbone(DiffusersBackbone):
     transformer_class = FluxTransformer2DModel
     text_projection = "transformer.context_embedder"
+    pooled_projection = "transformer.time_text_embed.text_embedder"  # the pooled vector's way into AdaLN
     feature_output_index = 1  # both kinds of block return (text tokens, image tokens)
     lora_targets = (
         rf"transformer_blocks\.\d+\.attn\.{JOINT_ATTENTION}",

@@ -22,6 +22,7 @@ from apexgen.condition import TextCondition
 class SD3Backbone(DiffusersBackbone):
     transformer_class = SD3Transformer2DModel
     text_projection = "transformer.context_embedder"
+    pooled_projection = "transformer.time_text_embed.text_embedder"  # the pooled vector's way into AdaLN
     feature_output_index = 1  # a joint block returns (text tokens, image tokens)
     lora_targets = (
         rf"transformer_blocks\.\d+\.attn2?\.{JOINT_ATTENTION}",  # attn2: SD3.5's dual-attention layers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -25,8 +26,8 @@ class MethodsConfig:
     """One typed section per method; only the section of the method being run is used."""
 
     flow_matching: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
-    apex: APEXConfig = field(default_factory=APEXConfig)
-    twinflow: TwinFlowConfig = field(default_factory=TwinFlowConfig)
+    apex: APEXConfig = field(default_factory=lambda: APEXConfig.from_preset("ours"))
+    twinflow: TwinFlowConfig = field(default_factory=lambda: TwinFlowConfig.from_preset("released"))
     dmd2: DMD2Config = field(default_factory=DMD2Config)
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     regression: RegressionConfig = field(default_factory=RegressionConfig)
@@ -51,6 +52,22 @@ def require_batch_fits(name: str, methods: MethodsConfig, batch_size: int, key: 
         )
 
 
+def uses_fake_network(name: str, methods: MethodsConfig) -> bool:
+    """Whether the method trains a fake network of its own (DMD2; APEX with fake_network='private'), which a
+    LoRA student gets as a second adapter on its frozen base."""
+    if name == "dmd2":
+        return True
+    return name in ("apex", "twinflow") and getattr(methods, name).fake_network == "private"
+
+
+def schedule_of(name: str, methods: MethodsConfig) -> Callable[[int], list[str]]:
+    """The method's schedule (the parameter groups it updates at each step) without building it, e.g. to
+    give every method the same budget of optimiser updates (``objectives.base.steps_for_budget``)."""
+    check_method(name)
+    config = getattr(methods, name)
+    return config.schedule if hasattr(config, "schedule") else lambda step: ["student"]
+
+
 def check_method(name: str) -> str:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; allowed methods: {', '.join(METHODS)}")
@@ -62,19 +79,22 @@ def build_objective(
 ) -> Objective:
     """The objective ``name`` training ``student``; ``teacher`` is frozen and never updated.
 
-    DMD2's fake-score network is ``fake`` (e.g. a second LoRA adapter on the student's base,
-    ``backbones.lora.AdapterView``) or, by default, a trainable copy of the teacher.
+    The fake network of DMD2 and of APEX with fake_network='private' is ``fake`` (e.g. a second LoRA adapter
+    on the student's base, ``backbones.lora.AdapterView``) or, by default, a trainable copy of the teacher.
     """
     check_method(name)
     config = getattr(methods, name)
     if name == "flow_matching":
         return FlowMatching(config, student)
+    if uses_fake_network(name, methods) and fake is None:
+        if teacher is None:
+            raise ValueError(f"method {name!r} initialises its fake network from the teacher; none was given")
+        fake = copy.deepcopy(teacher).requires_grad_(True).train()
     if name in ("apex", "twinflow"):
-        return (APEX if name == "apex" else TwinFlow)(config, student, teacher)
+        return (APEX if name == "apex" else TwinFlow)(config, student, teacher, fake)
     if teacher is None:
         raise ValueError(f"method {name!r} distils a teacher; none was given")
     if name == "dmd2":
-        fake = fake if fake is not None else copy.deepcopy(teacher).requires_grad_(True).train()
         return DMD2(config, student, teacher, fake)
     if name == "consistency":
         return ConsistencyDistillation(config, student, teacher)

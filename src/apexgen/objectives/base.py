@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,12 +41,17 @@ def combine(weighted_terms: dict[str, tuple[float, Tensor]], diagnostics: dict[s
 
 
 def per_sample_error(prediction: Tensor, target: Tensor, kind: LossKind = "mse") -> Tensor:
-    """Per-sample loss (B,) against a stop-gradient target.
+    """Per-sample loss (B,) against a stop-gradient target (``per_sample_loss`` of prediction − sg(target))."""
+    return per_sample_loss(prediction - target.detach(), kind)
+
+
+def per_sample_loss(residual: Tensor, kind: LossKind = "mse") -> Tensor:
+    """Per-sample loss (B,) of a residual; gradients flow through every part of it.
 
     ``mse``: mean squared error over the non-batch dimensions. ``barron``: the released code's
     mse·sg((mse/c² + 1)^(−1/2))/c, which normalises each sample's gradient like a per-sample RMS.
     """
-    mse = (prediction - target.detach()).pow(2).flatten(1).mean(1)
+    mse = residual.pow(2).flatten(1).mean(1)
     if kind == "mse":
         return mse
     scale = (mse.detach() / BARRON_C**2 + 1).rsqrt() / BARRON_C
@@ -97,6 +103,25 @@ def partition(batch: Batch, fractions: dict[str, float]) -> dict[str, Batch]:
     return slices
 
 
+# The parameter groups whose update moves the generator (the rest train a fake branch or a critic).
+GENERATOR_GROUPS = frozenset({"student", "generator"})
+BudgetCount = Literal["total", "generator"]
+
+
+def steps_for_budget(schedule: Callable[[int], list[str]], updates: int, count: BudgetCount = "total") -> int:
+    """The number of steps of ``schedule`` whose optimiser updates add up to at most ``updates``: every update
+    (``total``: a DMD2 step makes critic_updates + 1 of them, an APEX fake warm-up step one) or only those
+    that move the generator (``generator``)."""
+    steps = done = 0
+    while True:
+        groups = schedule(steps)
+        added = len(groups) if count == "total" else sum(group in GENERATOR_GROUPS for group in groups)
+        if done + added > updates or (added == 0 and done == updates):
+            return steps
+        done += added
+        steps += 1
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -139,6 +164,11 @@ class Objective(nn.Module, ABC):
 
     def after_update(self, group: str) -> None:
         """Called after each optimiser step of ``group`` (EMA targets update here)."""
+
+    def diagnostics(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, float]:
+        """Measurements after step ``step`` (1-based) on its last batch, logged with the history; they must not
+        change training (``rng`` is their own generator). None by default."""
+        return {}
 
     def prepare(self, batches, generator: torch.Generator) -> None:
         """Called once before training (e.g. to precompute teacher endpoints)."""

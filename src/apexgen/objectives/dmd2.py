@@ -51,6 +51,10 @@ class DMD2Config:
         require_non_negative(self, "weight_distribution_matching", "weight_gan_generator", "weight_gan_critic")
         require(self.guidance >= 1, "guidance", f"must be ≥ 1 (1 = no guidance), got {self.guidance}")
 
+    def schedule(self, step: int) -> list[str]:
+        """critic_updates critic updates before each generator update (two time-scale updates)."""
+        return ["critic"] * self.critic_updates + ["generator"]
+
     @property
     def uses_discriminator(self) -> bool:
         return self.weight_gan_generator > 0
@@ -97,7 +101,7 @@ class DMD2(Objective):
         return held
 
     def schedule(self, step: int) -> list[str]:
-        return ["critic"] * self.config.critic_updates + ["generator"]
+        return self.config.schedule(step)
 
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
         return self.critic_loss(batch, generator) if group == "critic" else self.generator_loss(batch, generator)

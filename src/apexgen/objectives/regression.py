@@ -47,6 +47,20 @@ class EndpointPool:
     cond: Condition
 
 
+class PoolHolder(nn.Module):
+    """Holds an endpoint pool so that checkpoints save it with the objective that owns this module."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool: EndpointPool | None = None
+
+    def get_extra_state(self):
+        return self.pool
+
+    def set_extra_state(self, state) -> None:
+        self.pool = state
+
+
 class Regression(Objective):
     def __init__(self, config: RegressionConfig, student: nn.Module, teacher: nn.Module):
         super().__init__(student)
@@ -57,33 +71,13 @@ class Regression(Objective):
     def networks(self) -> dict[str, nn.Module]:
         return {"student": self.student, "teacher": self._teacher[0]}
 
-    @torch.no_grad()
     def prepare(self, batches: Iterator[Batch], generator: torch.Generator) -> None:
         """Fill the pool: conditions from the data stream, noise from ``generator``, x0 from the teacher."""
-        if self.pool is not None:  # restored from a checkpoint
-            return
-        config = self.config
-        log.info(
-            "computing the pool of %d teacher endpoints once (Euler, %d steps, guidance %g)",
-            config.pairs,
-            config.teacher_steps,
-            config.guidance,
-        )
-        noises, endpoints, conditions, collected = [], [], [], 0
-        while collected < self.config.pairs:
-            batch = next(batches)
-            noise = flow.randn_like(batch.x0, generator)
-            x0 = euler_sample(
-                self._teacher[0], noise, batch.cond, config.teacher_steps, config.guidance, batch.null_cond
+        if self.pool is None:  # else restored from a checkpoint
+            config = self.config
+            self.pool = endpoint_pool(
+                self._teacher[0], batches, generator, config.pairs, config.teacher_steps, config.guidance
             )
-            noises.append(noise), endpoints.append(x0), conditions.append(batch.cond)
-            collected += batch.size
-        keep = slice(0, self.config.pairs)
-        self.pool = EndpointPool(
-            torch.cat(noises)[keep],
-            torch.cat(endpoints)[keep],
-            type(conditions[0]).cat(conditions).rows(keep),
-        )
 
     def get_extra_state(self):
         return self.pool
@@ -92,10 +86,37 @@ class Regression(Objective):
         self.pool = state
 
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
-        if self.pool is None:
-            raise RuntimeError("Regression.prepare() must fill the pool of teacher endpoints before training")
-        index = torch.randint(0, self.config.pairs, (batch.size,), generator=generator, device=batch.x0.device)
         with self.ledger.section("regression"):
-            x_generated, _ = one_step_with_velocity(self.student, self.pool.noise[index], self.pool.cond.rows(index))
-            term = weighted_mean(per_sample_error(x_generated, self.pool.endpoints[index], self.config.loss))
+            term = regression_loss(self.student, self.pool, batch.size, generator, self.config.loss)
         return combine({"regression": (1.0, term)}, {})
+
+
+@torch.no_grad()
+def endpoint_pool(
+    teacher: nn.Module, batches: Iterator[Batch], rng: torch.Generator, pairs: int, steps: int, guidance: float
+) -> EndpointPool:
+    """``pairs`` triples (ε, c, x0 = the teacher's Euler ODE endpoint from ε under c with CFG ``guidance``),
+    conditions from the data stream, noise from ``rng``."""
+    log.info("computing the pool of %d teacher endpoints once (Euler, %d steps, guidance %g)", pairs, steps, guidance)
+    noises, endpoints, conditions, collected = [], [], [], 0
+    while collected < pairs:
+        batch = next(batches)
+        noise = flow.randn_like(batch.x0, rng)
+        x0 = euler_sample(teacher, noise, batch.cond, steps, guidance, batch.null_cond)
+        noises.append(noise), endpoints.append(x0), conditions.append(batch.cond)
+        collected += batch.size
+    keep = slice(0, pairs)
+    return EndpointPool(
+        torch.cat(noises)[keep], torch.cat(endpoints)[keep], type(conditions[0]).cat(conditions).rows(keep)
+    )
+
+
+def regression_loss(
+    student: nn.Module, pool: EndpointPool | None, rows: int, rng: torch.Generator, kind: LossKind = "mse"
+) -> Tensor:
+    """‖G_θ(ε, c) − x0‖² on ``rows`` pairs drawn from the pool."""
+    if pool is None:
+        raise RuntimeError("prepare() must fill the pool of teacher endpoints before training")
+    index = torch.randint(0, pool.noise.shape[0], (rows,), generator=rng, device=pool.noise.device)
+    x_generated, _ = one_step_with_velocity(student, pool.noise[index], pool.cond.rows(index))
+    return weighted_mean(per_sample_error(x_generated, pool.endpoints[index], kind))

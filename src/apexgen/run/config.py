@@ -11,7 +11,7 @@ from apexgen.backbones.lora import LoRAConfig
 from apexgen.backbones.registry import BACKBONES
 from apexgen.config import ConfigError, require, require_non_negative
 from apexgen.data.config import DataConfig
-from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fits
+from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fits, uses_fake_network
 from apexgen.train.loop import OptimizerConfig, TrainConfig
 
 Dtype = Literal["fp32", "bf16", "fp16"]
@@ -111,15 +111,25 @@ class RunConfig:
             )
 
     def check_checkpointing(self) -> None:
-        if self.model.gradient_checkpointing and self.method == "dmd2" and not self.model.full_finetune:
+        if (
+            self.model.gradient_checkpointing
+            and uses_fake_network(self.method, self.methods)
+            and not self.model.full_finetune
+        ):
             raise ConfigError(
                 "model.gradient_checkpointing",
-                "DMD2 in LoRA form switches to its fake-score adapter only during that adapter's forward, and "
-                "checkpointed blocks are recomputed in backward with the student's adapter active, which gives "
-                "wrong gradients; set model.gradient_checkpointing=false or model.full_finetune=true",
+                f"{self.method} in LoRA form switches to its fake-network adapter only during that adapter's "
+                "forward, and checkpointed blocks are recomputed in backward with the student's adapter active, "
+                "which gives wrong gradients; set model.gradient_checkpointing=false or model.full_finetune=true",
             )
 
     def check_sharding(self) -> None:
+        if self.model.fsdp and self.method in ("apex", "twinflow") and getattr(self.methods, self.method).lag_every:
+            raise ConfigError(
+                f"methods.{self.method}.lag_every",
+                "the lag diagnostic re-fits a copy of the fake branch, which a sharded (FSDP) network cannot "
+                "give; set it to 0, or model.fsdp=false",
+            )
         if self.model.fsdp and self.method == "dmd2" and self.methods.dmd2.uses_discriminator:
             raise ConfigError(
                 "methods.dmd2.weight_gan_generator",
@@ -131,7 +141,14 @@ class RunConfig:
     def check_prompt_only_data(self) -> None:
         """Prompt-only data has no images: every row that needs a real sample must be switched off."""
         fix = "or train on images (data.kind=imagefolder or parquet)"
-        if self.method in ("apex", "twinflow") and getattr(self.methods, self.method).slices.anchor > 0:
+        method = getattr(self.methods, self.method)
+        if self.method in ("apex", "twinflow") and method.generator_form == "paper":
+            raise ConfigError(
+                f"methods.{self.method}.preset",
+                "the paper's objective (generator_form='paper') builds its fake samples from noised real images "
+                f"(Eq. 11), and data.kind=prompts has none; choose preset=ours or preset=released, {fix}",
+            )
+        if self.method in ("apex", "twinflow") and method.slices.anchor > 0:
             raise ConfigError(
                 f"methods.{self.method}.slices.anchor",
                 "anchor rows fit the real branch to real images, and data.kind=prompts has none; set it to 0 "

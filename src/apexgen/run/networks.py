@@ -45,7 +45,9 @@ def prepare_student(config: RunConfig, adapter: DiffusersBackbone, device: torch
     if config.model.gradient_checkpointing:
         adapter.transformer.enable_gradient_checkpointing()
     with seeded_global_rng(config.train.seed, device):
-        networks = prepare_networks(adapter, config.method, config.model.full_finetune, config.model.lora)
+        networks = prepare_networks(
+            adapter, config.method, config.model.full_finetune, config.model.lora, config.methods
+        )
     upcast(p for p in networks.student.parameters() if p.requires_grad)
     return networks
 

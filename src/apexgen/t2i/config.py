@@ -84,18 +84,10 @@ def default_distill_training() -> TrainConfig:
 def default_methods() -> MethodsConfig:
     """The text-to-image defaults: every student distils the teacher with the same guidance (CFG 3): APEX's
     and TwinFlow's real branch, DMD2's real score, the consistency and regression teachers' ODE solvers."""
-    apex = APEXConfig(
-        real_guidance=GUIDANCE,
-        # From runs of 600 LoRA updates (benchmarks/t2i_fashion_mnist.md): with the generator and fake terms
-        # equally weighted the shared adapter follows mostly the fake term (FID 182); 4× the generator term
-        # gave FID 130, and 50 fake-only updates first (as in the toy benchmark) raised accuracy to 0.71.
-        weight_generator=4.0,
-        fake_warmup=50,
-    )
     return MethodsConfig(
         flow_matching=FlowMatchingConfig(condition_dropout=0.1, time=TimeSampler("logit_normal")),
-        apex=apex,
-        twinflow=TwinFlowConfig(**{**apex.__dict__, "fake_key": "negative_time"}),
+        apex=APEXConfig.from_preset("ours", real_guidance=GUIDANCE),
+        twinflow=TwinFlowConfig.from_preset("released", real_guidance=GUIDANCE),
         dmd2=DMD2Config(guidance=GUIDANCE),
         consistency=ConsistencyConfig(guidance=GUIDANCE),
         # 2,048 pairs from 25-step CFG trajectories: ~100k network evaluations before training starts

@@ -1,7 +1,8 @@
 """``apexgen eval``: every model at every NFE on the held-out prompts, with the same noise: FID against the
 Fashion-MNIST test split (bundled Inception-v3), prompt adherence (the in-project classifier's accuracy on
-the prompt's class), diversity within a prompt (mean pairwise Inception-feature distance) and seconds per
-image. Sample grids per model.
+the prompt's class), diversity within a prompt (mean pairwise Inception-feature distance and pixel
+distance), the share of near-duplicate pairs within a prompt (collapse) and seconds per image. Sample grids
+per model.
 
 Each scored row is also kept in ``rows/`` under the output folder with what it was measured with (the
 evaluation and text settings, the method, NFE and a hash of the network's weights); a rerun with the same
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from apexgen.eval.classifier import PromptClassifier, load_classifier, load_or_train_classifier
-from apexgen.eval.diversity import prompt_diversity
+from apexgen.eval.diversity import near_duplicate_share, prompt_diversity
 from apexgen.eval.fid import (
     FeatureStatistics,
     feature_statistics,
@@ -37,6 +38,13 @@ from apexgen.t2i.train import preview_grid
 from apexgen.text import text_encoder
 
 log = logging.getLogger(__name__)
+
+# Two images of one prompt closer than this in pixels (L2 over 32×32 in [−1, 1]; RMS 0.19 per pixel) count as
+# near-duplicates: 0.3 % of the shipped teacher's NFE-50 pairs and 0.2 % of real within-class test pairs are
+# (benchmarks/near_duplicate_threshold.py, results/near_duplicates.json; N = 1,200).
+NEAR_DUPLICATE_PIXEL_DISTANCE = 6.0
+# What a row measures; part of its key, so that a row kept before a metric existed is scored again.
+METRICS = ("fid", "accuracy", "diversity", "pixel_diversity", "near_duplicates", "seconds_per_image")
 
 
 @dataclass
@@ -114,6 +122,8 @@ class Scorer:
             "fid": fid,
             "accuracy": self.classifier.accuracy(generated.images, self.prompts.labels[index]),
             "diversity": prompt_diversity(features, index).mean,
+            "pixel_diversity": prompt_diversity(generated.images, index).mean,
+            "near_duplicates": near_duplicate_share(generated.images, index, NEAR_DUPLICATE_PIXEL_DISTANCE),
             "seconds_per_image": generated.seconds_per_image,
             "train_seconds": candidate.train_seconds,
             "peak_memory_mb": candidate.peak_memory_mb,
@@ -121,12 +131,14 @@ class Scorer:
             "samples": settings.fid.samples,
         }
         log.info(
-            "%s NFE %d: FID %.2f, accuracy %.3f, diversity %.2f, %.4f s/image",
+            "%s NFE %d: FID %.2f, accuracy %.3f, diversity %.2f (pixels %.2f, near-duplicates %.1f %%), %.4f s/image",
             candidate.method,
             nfe,
             row["fid"],
             row["accuracy"],
             row["diversity"],
+            row["pixel_diversity"],
+            100 * row["near_duplicates"],
             row["seconds_per_image"],
         )
         return row
@@ -149,6 +161,7 @@ def row_key(candidate: Candidate, nfe: int, config: T2IConfig) -> dict:
     return {
         "method": candidate.method,
         "nfe": nfe,
+        "metrics": list(METRICS),
         "weights": weights_fingerprint(candidate.network),
         "eval": settings,
         "text": dataclasses.asdict(config.text),
@@ -232,6 +245,7 @@ def evaluate(candidates: list[Candidate], config: T2IConfig, out: Path) -> dict:
         "classifier_test_accuracy": judge.classifier.report.test_accuracy,
         "samples": config.eval.fid.samples,
         "guidance": config.eval.guidance,
+        "near_duplicate_distance": NEAR_DUPLICATE_PIXEL_DISTANCE,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from apexgen.backbones.lora import ADAPTER_NAME
 from apexgen.backbones.sd3 import SD3Backbone
 from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER
+from apexgen.objectives import MethodsConfig
 from apexgen.seeding import seeded_global_rng
 from apexgen.students import Networks, prepare_networks
 from apexgen.t2i.config import DistillConfig, TeacherModelConfig
@@ -71,12 +72,12 @@ def load_teacher(directory: str | Path) -> SD3Backbone:
     return teacher.requires_grad_(False).eval()
 
 
-def make_student(teacher_dir: str | Path, config: DistillConfig) -> Networks:
-    """The teacher in ``teacher_dir`` turned into the networks ``config.distill.method`` trains; new weights
-    (peft's LoRA A matrices) are drawn from ``train.seed``, so a run with the same seed is the same run."""
+def make_student(teacher_dir: str | Path, config: DistillConfig, methods: MethodsConfig | None = None) -> Networks:
+    """The teacher in ``teacher_dir`` turned into the networks ``config.method`` trains with ``methods``; new
+    weights (peft's LoRA A matrices) are drawn from ``train.seed``, so a run with the same seed is the same run."""
     teacher = load_teacher(teacher_dir)
     with seeded_global_rng(config.train.seed):
-        return prepare_networks(teacher, config.method, config.full_finetune, config.lora)
+        return prepare_networks(teacher, config.method, config.full_finetune, config.lora, methods)
 
 
 def load_student(teacher_dir: str | Path, student_dir: str | Path) -> SD3Backbone:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-COLUMNS = ("method", "nfe", "fid", "accuracy", "diversity", "seconds_per_image", "train_seconds", "peak_memory_mb")
-
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| method | NFE | FID ↓ | accuracy ↑ | diversity | s / image | train s | peak MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | NFE | FID ↓ | accuracy ↑ | diversity | pixel diversity | near-duplicates | s / image | train s "
+        "| peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['nfe']} | {r['fid']:.2f} | {r['accuracy']:.3f} | {r['diversity']:.2f} | "
+            f"{r['pixel_diversity']:.2f} | {100 * r['near_duplicates']:.1f} % | "
             f"{r['seconds_per_image']:.4f} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f} |"
         )
     return "\n".join(lines)
@@ -77,7 +77,9 @@ def write_report(report: dict, histories: dict[str, list[dict]], out: Path, comm
         f"FID against the Fashion-MNIST test split with {report['samples']} generated images per row (bundled "
         f"Inception-v3); accuracy = the in-project classifier's agreement with the prompt's class (its own test "
         f"accuracy: {report['classifier_test_accuracy']:.3f}); diversity = mean pairwise Inception-feature distance "
-        f"within a prompt; the teacher samples with CFG {report['guidance']} (two network calls per step), the "
+        "within a prompt, pixel diversity the same in pixels, near-duplicates the share of a prompt's pairs closer "
+        f"than {report['near_duplicate_distance']:g} in pixels (rare for the teacher at NFE 50; a collapsed generator "
+        f"scores high); the teacher samples with CFG {report['guidance']} (two network calls per step), the "
         "students with guidance off.",
         "",
         table(rows),

@@ -94,7 +94,7 @@ def distill(config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     settings = config.distill
     encoder = text_encoder(config.text)
-    networks = make_student(teacher_dir, settings)
+    networks = make_student(teacher_dir, settings, config.method)
     with seeded_global_rng(settings.train.seed + 1):  # e.g. DMD2's discriminator head
         objective = build_objective(settings.method, config.method, networks.student, networks.teacher, networks.fake)
     stream = fashion_mnist_stream(config.data, encoder, settings.train.batch_size, settings.train.seed)

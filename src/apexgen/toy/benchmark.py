@@ -29,7 +29,7 @@ from apexgen.data.toy import DISTRIBUTIONS, ToyDistribution, ToyStream, toy_dist
 from apexgen.eval.toy_metrics import ToyMetrics, ToyReference, mean_metrics
 from apexgen.objectives import STUDENT_METHODS, MethodsConfig, build_objective, require_batch_fits
 from apexgen.objectives.apex import APEXConfig
-from apexgen.objectives.base import count_parameters
+from apexgen.objectives.base import count_parameters, steps_for_budget
 from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
 from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer, TrainResult
 
@@ -226,21 +226,11 @@ def row(variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, t
     }
 
 
-def steps_for_budget(objective, updates: int) -> int:
-    """The number of steps whose optimiser updates add up to at most ``updates``: a DMD2 step makes
-    critic_updates + 1 of them, an APEX fake warm-up step one."""
-    steps = done = 0
-    while done + len(objective.schedule(steps)) <= updates:
-        done += len(objective.schedule(steps))
-        steps += 1
-    return steps
-
-
 def train_student(config: ToyConfig, variant: Variant, teacher, distribution, seed: int):
     student = copy.deepcopy(teacher).requires_grad_(True).train()
     objective = build_objective(variant.method, variant.methods, student, teacher)
     stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
-    steps = steps_for_budget(objective, config.student.steps)
+    steps = steps_for_budget(objective.schedule, config.student.steps)
     trainer = Trainer(
         objective,
         stream,

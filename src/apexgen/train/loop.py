@@ -112,6 +112,8 @@ def learning_rate(config: OptimizerConfig, step: int, total_steps: int) -> float
 
 # Ranks draw different noise: their generators are seeded seed + rank·RANK_SEED_STRIDE.
 RANK_SEED_STRIDE = 1_000_003
+# The objective's diagnostics draw from seed + DIAGNOSTICS_SEED_OFFSET + step, apart from every rank's stream.
+DIAGNOSTICS_SEED_OFFSET = 7_000_001
 
 
 class Trainer:
@@ -143,6 +145,7 @@ class Trainer:
         objective.ledger = self.ledger
         self.history: list[dict[str, float]] = []
         self.start_step = 0
+        self.last_batch = None
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -193,7 +196,7 @@ class Trainer:
         with only_group_trainable(self.groups, group):
             for _ in range(config.accumulation):
                 with self.ledger.section("data"):
-                    batch = next(self.data)
+                    batch = self.last_batch = next(self.data)
                 with self.autocast():
                     output = self.objective.loss(group, batch, self.generator)
                 with self.ledger.section("backward"):
@@ -217,7 +220,15 @@ class Trainer:
                 values.update(self.update(group, step))
             if self.ema is not None:
                 self.ema.update()
-        return values
+        return values | self.diagnostics(step + 1)
+
+    def diagnostics(self, done: int) -> dict[str, float]:
+        """The objective's own measurements after step ``done``, with a generator of their own (seeded by the
+        run's seed and the step), so that they leave training exactly as it would be without them."""
+        rng = torch.Generator(self.device).manual_seed(self.config.seed + DIAGNOSTICS_SEED_OFFSET + done)
+        with self.autocast():
+            found = self.objective.diagnostics(self.last_batch, done, rng)
+        return {f"diagnostics/{name}": value for name, value in found.items()}
 
     def run(self) -> TrainResult:
         config, main = self.config, self.distributed.is_main
@@ -235,7 +246,11 @@ class Trainer:
         )
         for step in bar:
             values, done = self.step(step), step + 1
-            if done % config.log_every == 0 or done == config.steps:
+            if (
+                done % config.log_every == 0
+                or done == config.steps
+                or any(k.startswith("diagnostics/") for k in values)
+            ):
                 values = self.distributed.mean_over_ranks(values)
                 self.history.append({"step": done, **values})
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)

@@ -1,0 +1,82 @@
+"""APEX's presets resolve to the documented values, keys next to a preset override it, the job keeps its
+own guidance, and bad values are refused before any work with the key and what is allowed."""
+
+import pytest
+
+from apexgen.cli import main
+from apexgen.config import ConfigError, build, load, parse_overrides
+from apexgen.objectives import MethodsConfig
+from apexgen.objectives.apex import APEXConfig
+from apexgen.objectives.twinflow import TwinFlowConfig
+from apexgen.t2i.config import GUIDANCE, T2IConfig
+
+
+def test_paper_preset_is_method_section_3():
+    config = APEXConfig.from_preset("paper")
+    assert (config.generator_form, config.mix_weighting, config.real_velocity) == ("paper", "paper", "live")
+    assert (config.slices.generator, config.slices.anchor, config.slices.fake) == (0.0, 1.0, 0.0)
+    assert (config.weight_fake, config.weight_anchor) == (1.0, 1.0)  # λ_p = λ_e = 1 (Eq. 25)
+    assert (config.shift.a, config.shift.b) == (-0.5, 1.0)  # Table 7's best
+    assert (config.paper.fake_noise, config.paper.fake_time, config.paper.fake_gradient) == ("same", "same", True)
+    assert config.fake_network == "shared" and config.fake_updates == 0 and config.fake_warmup == 0
+    assert not config.needs_reference()  # no frozen teacher
+
+
+def test_released_preset_is_method_section_4():
+    config = APEXConfig.from_preset("released")
+    assert (config.fake_key, config.loss, config.real_velocity, config.enhanced_ratio) == (
+        "both",
+        "barron",
+        "live",
+        0.8,
+    )
+    assert (config.shift.a, config.shift.b, config.clamp) == (-1.0, 0.0, 1.0)
+    assert config.slices.as_dict() == {"generator": 0.25, "anchor": 0.5, "fake": 0.25}
+    assert TwinFlowConfig.from_preset("released").fake_key == "negative_time"
+
+
+def test_ours_is_the_default_of_every_job():
+    assert MethodsConfig().apex.preset == "ours"
+    assert T2IConfig().method.apex.preset == "ours"
+    assert T2IConfig().method.apex == APEXConfig.from_preset("ours", real_guidance=GUIDANCE)
+
+
+def test_keys_next_to_a_preset_override_it_and_the_job_keeps_its_guidance():
+    config = load(T2IConfig, parse_overrides(["method.apex.preset=paper", "method.apex.mix_lambda=0.3"]))
+    apex = config.method.apex
+    assert apex.generator_form == "paper" and apex.mix_lambda == 0.3
+    assert apex.real_guidance == GUIDANCE  # a job field: the teacher's CFG stays the job's
+    assert apex.fake_warmup == 0  # the job's own APEX values do not leak into another preset
+    # the order of the keys does not matter: the preset is applied first
+    again = load(T2IConfig, parse_overrides(["method.apex.mix_lambda=0.3", "method.apex.preset=paper"]))
+    assert again.method.apex == apex
+
+
+def test_dry_run_prints_the_resolved_preset(capsys):
+    assert main(["distill", "--dry-run", "method.apex.preset=paper"]) == 0
+    printed = capsys.readouterr().out
+    assert "preset: paper" in printed and "generator_form: paper" in printed and "mix_weighting: paper" in printed
+
+
+@pytest.mark.parametrize(
+    "overrides, key, words",
+    [
+        ({"preset": "papers"}, "preset", "allowed presets: 'paper', 'released', 'ours'"),
+        ({"preset": "paper", "mix_lambda": 1.5}, "mix_lambda", "must be in [0, 1]"),
+        ({"preset": "paper", "mix_weight_cap": 0}, "mix_weight_cap", "must be > 0"),
+        ({"preset": "paper", "slices": {"anchor": 0.0, "generator": 0.5, "fake": 0.5}}, "slices.generator",
+         "has no generator rows"),
+        ({"fake_network": "private"}, "fake_updates", "set fake_updates ≥ 1"),
+        ({"fake_network": "private", "fake_updates": 1}, "slices.fake", "set slices.fake=0"),
+        ({"fake_key": "none"}, "fake_key", "fake_network='private'"),
+    ],
+)  # fmt: skip
+def test_bad_values_name_the_key_and_what_is_allowed(overrides, key, words):
+    with pytest.raises(ConfigError) as error:
+        build(APEXConfig, overrides, "method.apex")
+    assert error.value.key == f"method.apex.{key}" and words in error.value.message
+
+
+def test_twinflow_has_only_the_released_preset():
+    with pytest.raises(ConfigError, match="allowed presets: 'released'"):
+        load(T2IConfig, parse_overrides(["method.twinflow.preset=paper"]))
