@@ -102,6 +102,10 @@ ROWS: dict[str, list[Row]] = {
             "method.apex.real_guidance=2",
         ),
     ],
+    "anchors": [
+        row("apex_regression1", "method.apex.weight_regression=1"),
+        row("apex_regression4", "method.apex.weight_regression=4"),
+    ],
     "table6": [
         row("paper_fake_only", "method.apex.preset=paper", "method.apex.weight_anchor=0"),
         row("paper_mix_only", "method.apex.preset=paper", "method.apex.weight_fake=0"),

@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from apexgen.config import build, merge, to_dict
+from apexgen.config import build, fill, to_dict
 from apexgen.toy.benchmark import ToyConfig, Variant, run_toy_benchmark
 from apexgen.toy.report import summarise
 
@@ -37,11 +37,33 @@ VARIANTS: dict[str, dict] = {
         "slices": {"generator": 0.5, "anchor": 0.25, "fake": 0.25},
     },
     "DMD normalisation of g": {"normalise": "dmd"},
+    # the study of issue 11 (benchmarks/apex_study.md)
+    "preset paper": {"preset": "paper"},
+    "preset released": {"preset": "released"},
+    "private fake network, 5 fake updates": {
+        "fake_network": "private",
+        "fake_updates": 5,
+        "fake_warmup": 0,
+        "slices": {"generator": 1.0, "anchor": 0.0, "fake": 0.0},
+    },
+    "private fake network, 5 fake updates, no key": {
+        "fake_network": "private",
+        "fake_updates": 5,
+        "fake_warmup": 0,
+        "fake_key": "none",
+        "slices": {"generator": 1.0, "anchor": 0.0, "fake": 0.0},
+    },
+    "regression anchor 1": {"weight_regression": 1.0, "regression_pairs": 4096, "regression_steps": 50},
 }
+# Rival methods with their toy defaults, run next to the variants from the same teachers and budget.
+RIVALS = ("twinflow", "dmd2", "consistency", "regression")
 
 
 def variant(label: str, config: ToyConfig) -> Variant:
-    apex = build(type(config.method.apex), merge(to_dict(config.method.apex), VARIANTS[label]), "method.apex")
+    if label in RIVALS:
+        return Variant(label, label, config.method)
+    values = fill(type(config.method.apex), to_dict(config.method.apex), VARIANTS[label], "method.apex")
+    apex = build(type(config.method.apex), values, "method.apex")
     return Variant(label, "apex", dataclasses.replace(config.method, apex=apex))
 
 
@@ -68,7 +90,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/toy_ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *RIVALS], metavar="NAME"
+    )
     parser.add_argument("--teacher-cache", type=Path, default=Path("runs/toy/teachers"))
     parser.add_argument("--workers", type=int, default=ToyConfig().workers)
     args = parser.parse_args()
@@ -87,7 +111,7 @@ def main() -> None:
     record = {
         "rows": rows,
         "summary": summary,
-        "variants": {k: VARIANTS[k] for k in args.variants},
+        "variants": {k: VARIANTS.get(k, "the method's toy defaults") for k in args.variants},
         "config": to_dict(config),
         "wall_seconds": time.perf_counter() - started,
     }
