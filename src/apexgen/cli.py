@@ -10,7 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from apexgen.run.commands import add_run_commands, add_run_folder_arguments
+
 log = logging.getLogger("apexgen")
+
+# Exit codes (docs/reliability.md): 2 = a setting is wrong, 3 = an input (model, data, run folder) is unusable;
+# a run stopped by a signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
+BAD_SETTING, BAD_INPUT, INTERRUPTED = 2, 3, 130
 
 
 def setup_logging(verbose: bool) -> None:
@@ -104,7 +110,7 @@ def train_teacher_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(config)
         return 0
-    train_teacher(config, args.out, resume=args.resume)
+    train_teacher(config, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -115,7 +121,7 @@ def distill_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(config)
         return 0
-    distill(config, resolve_teacher(args.teacher), args.out, resume=args.resume)
+    distill(config, resolve_teacher(args.teacher), args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -184,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     teacher = commands.add_parser("train-teacher", help="train the Fashion-MNIST text-to-image teacher (SD3 MMDiT)")
     teacher.add_argument("--out", type=Path, default=Path("runs/teacher"), help="output folder")
-    teacher.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    add_run_folder_arguments(teacher, "--out")
     add_config_arguments(teacher)
     teacher.set_defaults(run=train_teacher_command)
 
@@ -192,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher", type=Path, help="teacher folder (default: the teacher shipped in the package)")
     distill.add_argument("--method", help="apex (default), twinflow, dmd2, consistency or regression")
     distill.add_argument("--out", type=Path, default=Path("runs/distill"), help="output folder")
-    distill.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    add_run_folder_arguments(distill, "--out")
     add_config_arguments(distill)
     distill.set_defaults(run=distill_command)
 
@@ -209,8 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(demo)
     demo.set_defaults(run=demo_command)
 
-    from apexgen.run.commands import add_run_commands
-
     add_run_commands(commands)
     return parser
 
@@ -226,15 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     from apexgen.data.fashion_mnist import DatasetCorruptError, DatasetMissingError
     from apexgen.t2i.models import ModelFileError
     from apexgen.train.checkpoint import CheckpointError
+    from apexgen.train.interrupt import TrainingInterrupted
+    from apexgen.train.run_folder import RunFolderError
 
     try:
         return args.run(args)
     except ConfigError as error:
         log.error("%s", error)
-        return 2
-    except (DatasetMissingError, DatasetCorruptError, ModelFileError, CheckpointError) as error:
+        return BAD_SETTING
+    except (DatasetMissingError, DatasetCorruptError, ModelFileError, CheckpointError, RunFolderError) as error:
         log.error("%s", error)
-        return 3
+        return BAD_INPUT
+    except TrainingInterrupted as stopped:
+        log.warning("%s", stopped)
+        return stopped.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted by Ctrl-C")
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
