@@ -133,18 +133,35 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(config)
         return 0
+    labels = student_labels(args.students)
     teacher = resolve_teacher(args.teacher)
-    candidates = [teacher_candidate(teacher, config)] + [
-        student_candidate(teacher, run, config) for run in args.students
-    ]
-    report = evaluate(candidates, config, args.out)
+    students = [student_candidate(teacher, run, config) for run in args.students]
+    for student, label in zip(students, labels, strict=True):
+        student.method = label  # the name of its rows, kept rows, grid and curves
+    report = evaluate([teacher_candidate(teacher, config), *students], config, args.out)
     histories = {
-        json.loads((run / "distill.json").read_text())["method"]: json.loads((run / "history.json").read_text())
-        for run in args.students
+        label: json.loads((run / "history.json").read_text()) for run, label in zip(args.students, labels, strict=True)
     }
     write_report(report, histories, args.out, " ".join(["apexgen", *sys.argv[1:]]))
     print(table(report["rows"]))
     return 0
+
+
+def student_labels(students: list[Path]) -> list[str]:
+    """Each student's name in the report: its method, or its folder's name where students share a method."""
+    from apexgen.config import ConfigError
+
+    methods = [json.loads((run / "distill.json").read_text())["method"] for run in students]
+    labels = [run.name if methods.count(method) > 1 else method for run, method in zip(students, methods, strict=True)]
+    for label in set(labels):
+        if labels.count(label) > 1 or label == "teacher":
+            clashing = [str(run) for run, other in zip(students, labels, strict=True) if other == label]
+            raise ConfigError(
+                "",
+                f"--students {' '.join(clashing)}: more than one row would be named '{label}' (students of one "
+                "method are named by their folders); give each a folder of its own name",
+            )
+    return labels
 
 
 def demo_command(args: argparse.Namespace) -> int:
