@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from apexgen.run.commands import add_run_commands, add_run_folder_arguments
+from apexgen.run.commands import BAD_INPUT, add_run_commands, add_run_folder_arguments
 
 log = logging.getLogger("apexgen")
 
-# Exit codes (docs/reliability.md): 2 = a setting is wrong, 3 = an input (model, data, run folder) is unusable;
-# a run stopped by a signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
-BAD_SETTING, BAD_INPUT, INTERRUPTED = 2, 3, 130
+# Exit codes (docs/reliability.md): 2 = a setting is wrong, BAD_INPUT = 3 = an input (model, data, run folder)
+# is unusable; a run stopped by a signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
+BAD_SETTING, INTERRUPTED = 2, 130
 
 
 def setup_logging(verbose: bool) -> None:
