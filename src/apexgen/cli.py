@@ -10,7 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from apexgen.run.commands import BAD_INPUT, add_run_commands, add_run_folder_arguments
+
 log = logging.getLogger("apexgen")
+
+# Exit codes (docs/reliability.md): 2 = a setting is wrong, BAD_INPUT = 3 = an input (model, data, run folder)
+# is unusable; a run stopped by a signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
+BAD_SETTING, INTERRUPTED = 2, 130
 
 
 def setup_logging(verbose: bool) -> None:
@@ -104,7 +110,7 @@ def train_teacher_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(config)
         return 0
-    train_teacher(config, args.out, resume=args.resume)
+    train_teacher(config, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -115,7 +121,7 @@ def distill_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(config)
         return 0
-    distill(config, resolve_teacher(args.teacher), args.out, resume=args.resume)
+    distill(config, resolve_teacher(args.teacher), args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -127,18 +133,35 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(config)
         return 0
+    labels = student_labels(args.students)
     teacher = resolve_teacher(args.teacher)
-    candidates = [teacher_candidate(teacher, config)] + [
-        student_candidate(teacher, run, config) for run in args.students
-    ]
-    report = evaluate(candidates, config, args.out)
+    students = [student_candidate(teacher, run, config) for run in args.students]
+    for student, label in zip(students, labels, strict=True):
+        student.method = label  # the name of its rows, kept rows, grid and curves
+    report = evaluate([teacher_candidate(teacher, config), *students], config, args.out)
     histories = {
-        json.loads((run / "distill.json").read_text())["method"]: json.loads((run / "history.json").read_text())
-        for run in args.students
+        label: json.loads((run / "history.json").read_text()) for run, label in zip(args.students, labels, strict=True)
     }
     write_report(report, histories, args.out, " ".join(["apexgen", *sys.argv[1:]]))
     print(table(report["rows"]))
     return 0
+
+
+def student_labels(students: list[Path]) -> list[str]:
+    """Each student's name in the report: its method, or its folder's name where students share a method."""
+    from apexgen.config import ConfigError
+
+    methods = [json.loads((run / "distill.json").read_text())["method"] for run in students]
+    labels = [run.name if methods.count(method) > 1 else method for run, method in zip(students, methods, strict=True)]
+    for label in set(labels):
+        if labels.count(label) > 1 or label == "teacher":
+            clashing = [str(run) for run, other in zip(students, labels, strict=True) if other == label]
+            raise ConfigError(
+                "",
+                f"--students {' '.join(clashing)}: more than one row would be named '{label}' (students of one "
+                "method are named by their folders); give each a folder of its own name",
+            )
+    return labels
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -184,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     teacher = commands.add_parser("train-teacher", help="train the Fashion-MNIST text-to-image teacher (SD3 MMDiT)")
     teacher.add_argument("--out", type=Path, default=Path("runs/teacher"), help="output folder")
-    teacher.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    add_run_folder_arguments(teacher, "--out")
     add_config_arguments(teacher)
     teacher.set_defaults(run=train_teacher_command)
 
@@ -192,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher", type=Path, help="teacher folder (default: the teacher shipped in the package)")
     distill.add_argument("--method", help="apex (default), twinflow, dmd2, consistency or regression")
     distill.add_argument("--out", type=Path, default=Path("runs/distill"), help="output folder")
-    distill.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    add_run_folder_arguments(distill, "--out")
     add_config_arguments(distill)
     distill.set_defaults(run=distill_command)
 
@@ -209,8 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(demo)
     demo.set_defaults(run=demo_command)
 
-    from apexgen.run.commands import add_run_commands
-
     add_run_commands(commands)
     return parser
 
@@ -226,15 +247,23 @@ def main(argv: list[str] | None = None) -> int:
     from apexgen.data.fashion_mnist import DatasetCorruptError, DatasetMissingError
     from apexgen.t2i.models import ModelFileError
     from apexgen.train.checkpoint import CheckpointError
+    from apexgen.train.interrupt import TrainingInterrupted
+    from apexgen.train.run_folder import RunFolderError
 
     try:
         return args.run(args)
     except ConfigError as error:
         log.error("%s", error)
-        return 2
-    except (DatasetMissingError, DatasetCorruptError, ModelFileError, CheckpointError) as error:
+        return BAD_SETTING
+    except (DatasetMissingError, DatasetCorruptError, ModelFileError, CheckpointError, RunFolderError) as error:
         log.error("%s", error)
-        return 3
+        return BAD_INPUT
+    except TrainingInterrupted as stopped:
+        log.warning("%s", stopped)
+        return stopped.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted by Ctrl-C")
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

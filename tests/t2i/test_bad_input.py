@@ -34,8 +34,11 @@ def test_truncated_teacher_is_reported_and_the_previous_export_is_kept(tmp_path,
     previous = tmp_path / "run" / "export" / "pytorch_lora_weights.safetensors"
     previous.parent.mkdir(parents=True)
     previous.write_bytes(b"an earlier export")
-    code = main(["distill", "--teacher", str(teacher_dir), "--out", str(tmp_path / "run"), "data.limit=64"])
-    assert code == 3
+    command = ["distill", "--teacher", str(teacher_dir), "--out", str(tmp_path / "run"), "data.limit=64"]
+    assert main(command) == 3  # the folder holds a run: refused before the teacher is read
+    assert "already holds a run (export/)" in caplog.text
+    caplog.clear()
+    assert main([*command, "--overwrite"]) == 3  # the previous run goes only once the inputs are read
     assert "corrupt or truncated" in caplog.text and str(teacher_dir / "transformer") in caplog.text
     assert previous.read_bytes() == b"an earlier export"
 

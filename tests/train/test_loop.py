@@ -1,9 +1,13 @@
 import dataclasses
+import json
+import logging
 import mmap
+import time
 
 import pytest
 import torch
 
+from apexgen.config import ConfigError
 from apexgen.data.toy import Ring, ToyStream
 from apexgen.objectives import MethodsConfig, build_objective
 from apexgen.objectives.apex import APEXConfig, APEXSlices
@@ -38,13 +42,82 @@ def test_resumed_run_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_pat
     assert resumed.resume()
     assert resumed.start_step == 3
     result = resumed.run()
-    assert result.steps == 3
+    assert (result.steps, result.segment_steps) == (6, 3)
     for a, b in zip(full_student.parameters(), resumed_student.parameters(), strict=True):
         assert torch.equal(a, b)
     for a, b in zip(full.objective.state_dict().values(), resumed.objective.state_dict().values(), strict=True):
         if isinstance(a, torch.Tensor):
             assert torch.equal(a, b)
     assert [h["step"] for h in resumed.history] == list(range(1, 7))
+
+
+def slow_previews(trainer: Trainer, seconds: float) -> None:
+    """Make every step of ``trainer`` last at least ``seconds`` (a preview each step that waits)."""
+    trainer.preview = lambda done: time.sleep(seconds)
+    trainer.config = dataclasses.replace(trainer.config, preview_every=1)
+
+
+def test_totals_of_a_resumed_run_add_up_its_segments(tmp_path):
+    first, _ = make_trainer("apex", tmp_path, dataclasses.replace(CONFIG, steps=3))
+    slow_previews(first, 0.2)
+    first_result = first.run()
+    assert first_result.seconds >= 0.6 and first_result.steps == first_result.segment_steps == 3
+    saved = json.loads((checkpoint.latest(tmp_path / "checkpoints") / "trainer.json").read_text())
+    assert saved["train_seconds"] == pytest.approx(first_result.seconds, abs=0.05)
+    assert saved["total_steps"] == 3
+
+    second, _ = make_trainer("apex", tmp_path)
+    assert second.resume()
+    result = second.run()
+    assert (result.steps, result.segment_steps) == (6, 3)
+    assert result.segment_seconds < 0.6  # the second segment has no slow previews
+    assert result.seconds == pytest.approx(saved["train_seconds"] + result.segment_seconds)
+    newest = json.loads((checkpoint.latest(tmp_path / "checkpoints") / "trainer.json").read_text())
+    assert newest["train_seconds"] == pytest.approx(result.seconds, abs=0.05)
+
+
+def test_checkpoint_without_totals_resumes_with_none_before_it(tmp_path):
+    """A checkpoint written before the totals were kept: its seconds count as 0, its step as the start."""
+    trainer, _ = make_trainer("apex", tmp_path, dataclasses.replace(CONFIG, steps=3))
+    trainer.run()
+    path = checkpoint.latest(tmp_path / "checkpoints") / "trainer.json"
+    saved = json.loads(path.read_text())
+    del saved["train_seconds"], saved["total_steps"]
+    path.write_text(json.dumps(saved))
+    resumed, _ = make_trainer("apex", tmp_path)
+    assert resumed.resume()
+    assert (resumed.start_step, resumed.seconds_before) == (3, 0.0)
+    result = resumed.run()
+    assert result.steps == 6 and result.seconds == pytest.approx(result.segment_seconds)
+
+
+def test_resume_past_the_runs_steps_is_refused_with_both_numbers(tmp_path):
+    trainer, _ = make_trainer("apex", tmp_path)
+    trainer.run()
+    shorter, _ = make_trainer("apex", tmp_path, dataclasses.replace(CONFIG, steps=4))
+    shorter.steps_key = "distill.train.steps"
+    with pytest.raises(ConfigError, match=r"at step 6, past this run's 4 steps; set distill.train.steps=6 or more"):
+        shorter.resume()
+
+
+def test_resume_says_when_there_is_no_checkpoint_and_when_the_schedule_changes(tmp_path, caplog):
+    cosine = dataclasses.replace(CONFIG, steps=3, optimizer=OptimizerConfig(decay="cosine"))
+    trainer, _ = make_trainer("apex", tmp_path, cosine)
+    with caplog.at_level(logging.INFO):
+        assert not trainer.resume()
+    assert f"no checkpoint in {tmp_path / 'checkpoints'}: starting from step 0" in caplog.text
+    trainer.run()
+    caplog.clear()
+    extended, _ = make_trainer("apex", tmp_path, dataclasses.replace(cosine, steps=6))
+    with caplog.at_level(logging.INFO):
+        assert extended.resume()
+    assert "saved by a run of 3 steps; continuing it to 6 steps" in caplog.text
+    assert "the cosine learning-rate decay is recomputed over 6 steps" in caplog.text
+    caplog.clear()
+    again, _ = make_trainer("apex", tmp_path, dataclasses.replace(cosine, steps=3))
+    with caplog.at_level(logging.INFO):
+        assert again.resume()
+    assert "continuing it" not in caplog.text  # the same total: nothing changes
 
 
 def test_checkpoints_rotate_and_resume_picks_the_newest(tmp_path):

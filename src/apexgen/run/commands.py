@@ -73,9 +73,9 @@ def train_command(args: argparse.Namespace) -> int:
         return 0
     from apexgen.run.train import run_training
 
-    result = run_training(config, resume=args.resume)
+    result = run_training(config, resume=args.resume, overwrite=args.overwrite)
     if result.export is not None:
-        log.info("done: %d steps in %.0f s; export in %s", result.steps, result.seconds, result.export)
+        log.info("done: %d steps in %.0f s of training; export in %s", result.steps, result.seconds, result.export)
     return 0
 
 
@@ -120,12 +120,24 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_folder_arguments(parser: argparse.ArgumentParser, folder: str) -> None:
+    """``--resume`` or ``--overwrite`` (not both) for a command that writes a run into ``folder``; without
+    either, a folder that already holds a run is refused."""
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--resume", action="store_true", help=f"continue from the newest checkpoint in {folder}")
+    choice.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace the run already in {folder} (its summary, checkpoints, export, previews and logs)",
+    )
+
+
 def add_run_commands(commands) -> None:
     """Register the commands on ``apexgen``'s sub-parsers."""
     train = commands.add_parser("train", help="distil a real backbone (Qwen-Image, SANA, SD3, FLUX, Z-Image)")
     train.add_argument("--config", type=Path, help="YAML recipe (configs/*.yaml), merged over the defaults")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. model.path=/models/qwen out=runs/q")
-    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out")
+    add_run_folder_arguments(train, "out")
     train.add_argument("--dry-run", action="store_true", help="print the settings and a memory estimate, then stop")
     train.set_defaults(run=train_command)
 

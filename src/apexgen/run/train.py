@@ -6,7 +6,8 @@ pipeline's own encoders (the main process first, so that the others find its cac
 leave the GPU, the method's networks are built (fp32 trainable weights, frozen weights in ``model.dtype``)
 and the shared :class:`Trainer` runs them with previews, rotated checkpoints and ``--resume``. At the end
 the student is exported for the stock pipeline into ``<out>/export``. With ``model.fsdp`` the method's
-copies of the backbone are sharded over the processes (``apexgen.train.sharding``)."""
+copies of the backbone are sharded over the processes (``apexgen.train.sharding``). A folder that holds a run
+is refused unless it is resumed or overwritten (``apexgen.train.run_folder``)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ from apexgen.run.networks import check_lora_rank, prepare_student, upcast
 from apexgen.run.pipeline import load_pipeline, move_text_encoders
 from apexgen.run.preview import Previewer
 from apexgen.seeding import seeded_global_rng
-from apexgen.train import checkpoint
 from apexgen.train.distributed import Distributed
 from apexgen.train.loop import Trainer, TrainResult
+from apexgen.train.run_folder import check_run_folder, remove_previous_run
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,6 @@ def main_process_first(distributed: Distributed) -> Iterator[None]:
     yield
     if distributed.is_main:
         distributed.barrier()
-
-
-def check_out_folder(out: Path, resume: bool) -> None:
-    latest = checkpoint.latest(out / "checkpoints")
-    if latest is not None and not resume:
-        raise RunError(
-            f"{out} already holds a run (newest checkpoint {latest.name}); pass --resume to continue it, or "
-            "set out= to a new folder"
-        )
 
 
 def encode_data(config: RunConfig, pipeline, distributed: Distributed):
@@ -158,9 +150,9 @@ def previewer(
     )
 
 
-def run_training(config: RunConfig, resume: bool = False) -> RunResult:
+def run_training(config: RunConfig, resume: bool = False, overwrite: bool = False) -> RunResult:
     out = Path(config.out).expanduser()
-    check_out_folder(out, resume)
+    check_run_folder(out, resume, overwrite)
     open_reader(config.data)  # the data's index is checked before any weights are read
     pipeline = load_pipeline(config.model.backbone, config.model.path, config.model.dtype)
     adapter = backbone_spec(config.model.backbone).adapter_class()(pipeline.transformer)
@@ -171,12 +163,14 @@ def run_training(config: RunConfig, resume: bool = False) -> RunResult:
     stream, cond = encode_data(config, pipeline, distributed)
     objective = training_objective(config, adapter, distributed.device)
     preview = previewer(config, pipeline, adapter, cond, out, distributed)
-    if distributed.is_main:
-        write_config(out, config, resume)
     stream = DeviceStream(stream, distributed.device)
-    trainer = Trainer(objective, stream, config.train, out, distributed, preview, config.method)
-    if resume and not trainer.resume():
-        log.warning("--resume: no checkpoint in %s; starting from step 0", out / "checkpoints")
+    trainer = Trainer(objective, stream, config.train, out, distributed, preview, config.method, "train.steps")
+    if resume:
+        trainer.resume()  # checks the checkpoint against the settings before anything is written
+    if distributed.is_main:
+        if overwrite:
+            remove_previous_run(out)
+        write_config(out, config, resume)
     result = trainer.run()
     export = finish(config, trainer, result, adapter, out, preview)
     distributed.barrier()
@@ -201,10 +195,11 @@ def finish(config: RunConfig, trainer: Trainer, result: TrainResult, adapter, ou
         "model": config.model.path,
         "method": config.method,
         "form": "full" if config.model.full_finetune else "lora",
-        "steps": config.train.steps,
+        "steps": result.steps,
         "held_parameters": trainer.objective.held_parameters(),
         "trainable_parameters": result.trainable_parameters,
         "train_seconds": result.seconds,
+        "last_segment": {"steps": result.segment_steps, "seconds": result.segment_seconds},
         "peak_memory_mb": result.peak_memory_mb,
         "memory_method": result.memory_method,
         "ledger": trainer.ledger.summary(),

@@ -1,5 +1,7 @@
 """``apexgen train-teacher`` and ``apexgen distill``: the teacher by flow matching on Fashion-MNIST with
-train prompts, and a student distilled from it by any method, with previews, checkpoints and resume."""
+train prompts, and a student distilled from it by any method, with previews, checkpoints and resume. A folder
+that holds a run is refused unless it is resumed or overwritten (``apexgen.train.run_folder``); the summary
+(teacher.json, distill.json) records the totals over every segment of a resumed run."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from apexgen.t2i.models import make_student, new_teacher, save_teacher
 from apexgen.t2i.prompts import EvaluationPrompts, evaluation_prompts
 from apexgen.text import text_encoder
 from apexgen.train.loop import Trainer, TrainResult
+from apexgen.train.run_folder import check_run_folder, remove_previous_run
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +51,24 @@ def preview_grid(model, sampler: str, nfe: int, prompts: EvaluationPrompts, conf
     return save_grid(images, seeds, path)
 
 
-def train_teacher(config: T2IConfig, out: Path, resume: bool = False) -> TrainResult:
+def start(trainer: Trainer, out: Path, resume: bool, overwrite: bool) -> None:
+    """The run's folder made ready once its inputs are read: the newest checkpoint resumed, or the previous
+    run removed."""
+    if resume:
+        trainer.resume()
+    elif overwrite:
+        remove_previous_run(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    check_run_folder(out, resume, overwrite)
     encoder = text_encoder(config.text)
     teacher = new_teacher(config.model, config.teacher.seed)
     objective = build_objective("flow_matching", config.method, teacher, None)
     stream = fashion_mnist_stream(config.data, encoder, config.teacher.batch_size, config.teacher.seed)
     prompts = evaluation_prompts(encoder)
-    trainer = Trainer(objective, stream, config.teacher, out_dir=out, description="teacher")
+    trainer = Trainer(objective, stream, config.teacher, out_dir=out, description="teacher", steps_key="teacher.steps")
 
     def preview(step: int) -> None:
         with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
@@ -65,8 +78,7 @@ def train_teacher(config: T2IConfig, out: Path, resume: bool = False) -> TrainRe
         log.info("preview: %s", path)
 
     trainer.preview = preview
-    if resume:
-        trainer.resume()
+    start(trainer, out, resume, overwrite)
     log.info(
         "teacher: %d parameters, %d steps of batch %d",
         sum(p.numel() for p in teacher.parameters()),
@@ -89,9 +101,11 @@ def train_teacher(config: T2IConfig, out: Path, resume: bool = False) -> TrainRe
     return result
 
 
-def distill(config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = False) -> TrainResult:
+def distill(
+    config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = False, overwrite: bool = False
+) -> TrainResult:
     """Distil ``config.distill.method`` from the teacher in ``teacher_dir``; the export lands in out/export."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, resume, overwrite)
     settings = config.distill
     encoder = text_encoder(config.text)
     networks = make_student(teacher_dir, settings, config.method)
@@ -99,15 +113,15 @@ def distill(config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = Fals
         objective = build_objective(settings.method, config.method, networks.student, networks.teacher, networks.fake)
     stream = fashion_mnist_stream(config.data, encoder, settings.train.batch_size, settings.train.seed)
     prompts = evaluation_prompts(encoder)
-    trainer = Trainer(objective, stream, settings.train, out_dir=out, description=settings.method)
+    steps_key = "distill.train.steps"
+    trainer = Trainer(objective, stream, settings.train, out_dir=out, description=settings.method, steps_key=steps_key)
 
     def preview(step: int) -> None:
         path = preview_grid(networks.student, "student", 1, prompts, config, out / "previews" / f"step_{step:06d}.png")
         log.info("preview (one step): %s", path)
 
     trainer.preview = preview
-    if resume:
-        trainer.resume()
+    start(trainer, out, resume, overwrite)
     trainable = sum(p.numel() for p in networks.student.parameters() if p.requires_grad)
     log.info(
         "%s: %s, %d trainable parameters, %d steps of batch %d",
@@ -130,6 +144,7 @@ def distill(config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = Fals
         "trainable_parameters": result.trainable_parameters,
         "held_parameters": objective.held_parameters(),
         "steps": result.steps,
+        "last_segment": {"steps": result.segment_steps, "seconds": result.segment_seconds},
         "export": str(export.directory),
         "config": to_dict(config),
     }

@@ -4,7 +4,8 @@ and validated on load with errors that name the file and the fix.
 Layout of ``<dir>/step_<N>/``: ``student.safetensors`` (the student's trainable parameters),
 ``objective.pt`` (the objective's own modules: fake network, heads, EMA targets, pools),
 ``optimizers.pt``, ``random_and_ema.pt`` (the trainer's random state and the student's EMA) and
-``trainer.json`` (step, data position, logged history).
+``trainer.json`` (step, the run's total steps, train seconds of every segment so far, data position, logged
+history).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from apexgen.config import ConfigError
 from apexgen.train.distributed import Distributed
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,17 @@ class TrainerState:
     data_state: dict[str, Any]
     history: list[dict[str, float]]
     ema: dict[str, torch.Tensor] | None = None
+    train_seconds: float = 0.0  # summed over every segment of the run up to ``step`` (older checkpoints: 0)
+    total_steps: int | None = None  # the steps the run was set to when saved (older checkpoints: None)
 
 
 def step_dirs(directory: Path) -> list[Path]:
     found = [p for p in directory.glob(f"{STEP_PREFIX}*") if p.is_dir() and p.name[len(STEP_PREFIX) :].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX) :]))
+
+
+def step_dir(directory: Path, step: int) -> Path:
+    return directory / f"{STEP_PREFIX}{step:07d}"
 
 
 def latest(directory: Path) -> Path | None:
@@ -76,7 +84,7 @@ def save(
     takes part: sharded weights are gathered whole, and each rank's random state and data position saved."""
     distributed = distributed or Distributed()
     per_rank = distributed.gather({"generator": state.generator_state, "data_state": state.data_state})
-    final = directory / f"{STEP_PREFIX}{state.step:07d}"
+    final = step_dir(directory, state.step)
     partial = directory / f".{final.name}.partial"
     if distributed.is_main:
         shutil.rmtree(partial, ignore_errors=True)
@@ -85,7 +93,13 @@ def save(
     ema = None if state.ema is None else {**state.ema, "shadow": distributed.whole_tensors(state.ema["shadow"])}
     if distributed.is_main:
         torch.save({"ranks": per_rank, "ema": ema}, partial / "random_and_ema.pt")
-        trainer = {"step": state.step, "world_size": distributed.world_size, "history": state.history}
+        trainer = {
+            "step": state.step,
+            "total_steps": state.total_steps,
+            "train_seconds": state.train_seconds,
+            "world_size": distributed.world_size,
+            "history": state.history,
+        }
         (partial / "trainer.json").write_text(json.dumps(trainer))
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
@@ -146,7 +160,39 @@ def load(
         distributed.load_optimizer_state(optimizer, saved[name])
     extra = read_torch(path / "random_and_ema.pt")
     mine = extra["ranks"][distributed.rank]
-    return TrainerState(trainer["step"], mine["generator"], mine["data_state"], trainer["history"], extra["ema"])
+    return TrainerState(
+        trainer["step"],
+        mine["generator"],
+        mine["data_state"],
+        trainer["history"],
+        extra["ema"],
+        trainer.get("train_seconds", 0.0),
+        trainer.get("total_steps"),
+    )
+
+
+def check_continuation(path: Path, state: TrainerState, total_steps: int, steps_key: str, decay: str) -> None:
+    """Refuse to resume the checkpoint at ``path`` past the run's ``total_steps`` (``steps_key`` names the
+    setting); say so when the run's total changed since it was saved (e.g. a finished run extended)."""
+    if state.step > total_steps:
+        raise ConfigError(
+            steps_key,
+            f"the checkpoint {path} is at step {state.step}, past this run's {total_steps} steps; set "
+            f"{steps_key}={state.step} or more to continue it, or pass --overwrite to start the run again",
+        )
+    if state.total_steps is not None and state.total_steps != total_steps:
+        schedule = (
+            f"the cosine learning-rate decay is recomputed over {total_steps} steps"
+            if decay == "cosine"
+            else "the learning rate is constant after warm-up, so the schedule does not change"
+        )
+        log.warning(
+            "%s was saved by a run of %d steps; continuing it to %d steps: %s",
+            path,
+            state.total_steps,
+            total_steps,
+            schedule,
+        )
 
 
 def load_student(path: Path, student: nn.Module, distributed: Distributed | None = None) -> None:

@@ -134,6 +134,14 @@ class Distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return dict(zip(names, (tensor / self.world_size).tolist(), strict=True))
 
+    def largest_over_ranks(self, value: int) -> int:
+        """The largest of every rank's ``value`` (e.g. a stop signal that reached only some of the ranks)."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
+
     def gather(self, value):
         """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
         if not self.active:

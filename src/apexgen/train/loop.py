@@ -1,5 +1,6 @@
 """The training loop every method shares. It owns the optimisers, the random generator, logging,
-progress, previews and checkpoints; the objective enters on one line (``objective.loss``)."""
+progress, previews, checkpoints and stopping on SIGTERM/SIGINT; the objective enters on one line
+(``objective.loss``)."""
 
 from __future__ import annotations
 
@@ -9,73 +10,41 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import NoReturn
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from apexgen.batch import DataStream
-from apexgen.config import require, require_non_negative, require_positive
 from apexgen.memory import MIB, current_bytes
 from apexgen.objectives.base import Objective
 from apexgen.train import checkpoint
 from apexgen.train.distributed import Distributed
 from apexgen.train.ema import ParameterEMA
+from apexgen.train.interrupt import TrainingInterrupted, stop_requests
 from apexgen.train.ledger import TimeLedger
+from apexgen.train.settings import OptimizerConfig, TrainConfig, learning_rate
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class OptimizerConfig:
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max global gradient norm per group; 0 = no clipping
-    warmup_steps: int = 0  # linear learning-rate warm-up
-    decay: Literal["constant", "cosine"] = "constant"  # after warm-up
-
-    def check(self) -> None:
-        require_positive(self, "lr")
-        require_non_negative(self, "weight_decay", "grad_clip", "warmup_steps")
-        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 64  # rows per process per micro-batch
-    accumulation: int = 1  # micro-batches per optimiser step; global batch = batch × accumulation × processes
-    seed: int = 0
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast for the forward passes; weights stay fp32
-    log_every: int = 50
-    checkpoint_every: int = 0  # 0 = no checkpoints
-    keep_checkpoints: int = 2
-    preview_every: int = 0  # 0 = no previews
-    ema_decay: float = 0.0  # EMA of the student's trainable weights, used for evaluation; 0 = off
-    tensorboard: bool = True  # event files in <out>/tensorboard (main process only)
-    progress: bool = True
-
-    def check(self) -> None:
-        require_positive(self, "steps", "batch_size", "accumulation", "log_every")
-        require_non_negative(self, "checkpoint_every", "keep_checkpoints", "preview_every")
-        require(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
-
-
 @dataclass
 class TrainResult:
-    steps: int
-    seconds: float
+    """The run's totals over every segment (a resumed run is one more segment), and the last segment's."""
+
+    steps: int  # the step reached
+    seconds: float  # train seconds summed over the segments
     peak_memory_mb: float
     memory_method: str
     trainable_parameters: int
     history: list[dict[str, float]]
+    segment_steps: int = 0  # of this segment (the steps after the checkpoint it resumed from)
+    segment_seconds: float = 0.0
 
 
 @contextmanager
@@ -102,14 +71,6 @@ def build_optimizers(
     }
 
 
-def learning_rate(config: OptimizerConfig, step: int, total_steps: int) -> float:
-    warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
-    if config.decay == "cosine":
-        progress = max(0.0, step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-        return config.lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
-    return config.lr * warmup
-
-
 # Ranks draw different noise: their generators are seeded seed + rank·RANK_SEED_STRIDE.
 RANK_SEED_STRIDE = 1_000_003
 # The objective's diagnostics draw from seed + DIAGNOSTICS_SEED_OFFSET + step, apart from every rank's stream.
@@ -120,7 +81,9 @@ class Trainer:
     """Drives an objective: per step, for each group in ``objective.schedule(step)``, a fresh batch, the
     objective's loss, backward, gradient averaging over processes, clipping and the optimiser step; then
     EMA, logs, the ledger, previews and checkpoints. Every process calls ``preview`` (a sharded forward needs
-    them all) and takes part in checkpoints (sharded state is gathered); only the main process writes files."""
+    them all) and takes part in checkpoints (sharded state is gathered); only the main process writes files.
+    On SIGTERM or SIGINT (on any rank) every rank finishes the step, saves a checkpoint at it and raises
+    :class:`TrainingInterrupted`. ``steps_key`` names the setting of ``config.steps`` in messages."""
 
     def __init__(
         self,
@@ -131,10 +94,12 @@ class Trainer:
         distributed: Distributed | None = None,
         preview: Callable[[int], None] | None = None,
         description: str = "train",
+        steps_key: str = "steps",
     ):
         self.objective, self.data, self.config, self.out_dir = objective, data, config, out_dir
         self.distributed = distributed or Distributed()
         self.device, self.preview, self.description = self.distributed.device, preview, description
+        self.steps_key = steps_key
         self.distributed.prepare(objective)  # before the parameter groups: sharding replaces the parameters
         self.groups = objective.parameter_groups()
         self.optimizers = build_optimizers(self.groups, config.optimizer)
@@ -145,6 +110,8 @@ class Trainer:
         objective.ledger = self.ledger
         self.history: list[dict[str, float]] = []
         self.start_step = 0
+        self.seconds_before = 0.0  # train seconds of the segments before this one (from the checkpoint)
+        self.segment_started = time.perf_counter()
         self.last_batch = None
 
     @property
@@ -152,14 +119,17 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / "checkpoints"
 
     def resume(self) -> bool:
-        """Restore the newest checkpoint in ``out_dir``, if any. Returns whether one was found."""
+        """Restore the newest checkpoint in ``out_dir``, if any (else say so). Returns whether one was found."""
         path = None if self.checkpoint_dir is None else checkpoint.latest(self.checkpoint_dir)
         if path is None:
+            log.warning("no checkpoint in %s: starting from step 0", self.checkpoint_dir)
             return False
         state = checkpoint.load(path, self.objective.student, self.objective, self.optimizers, self.distributed)
+        config = self.config
+        checkpoint.check_continuation(path, state, config.steps, self.steps_key, config.optimizer.decay)
         self.generator.set_state(state.generator_state)
         self.data.load_state_dict(state.data_state)
-        self.history, self.start_step = state.history, state.step
+        self.history, self.start_step, self.seconds_before = state.history, state.step, state.train_seconds
         if self.ema is not None:
             if state.ema is None:
                 raise checkpoint.CheckpointError(f"{path} holds no EMA weights but this run has ema_decay > 0")
@@ -169,7 +139,9 @@ class Trainer:
 
     def save(self, step: int) -> None:
         ema = None if self.ema is None else self.ema.state_dict()
-        state = checkpoint.TrainerState(step, self.generator.get_state(), self.data.state_dict(), self.history, ema)
+        random_state, data_state = self.generator.get_state(), self.data.state_dict()
+        seconds = self.seconds_before + time.perf_counter() - self.segment_started  # over every segment
+        state = checkpoint.TrainerState(step, random_state, data_state, self.history, ema, seconds, self.config.steps)
         path = checkpoint.save(
             self.checkpoint_dir,
             self.objective.student,
@@ -234,8 +206,7 @@ class Trainer:
         config, main = self.config, self.distributed.is_main
         if self.start_step == 0:
             self.objective.prepare(self.data, self.generator)
-        board = tensorboard_writer(self.out_dir) if main and config.tensorboard and self.out_dir else None
-        started, start_bytes = time.perf_counter(), current_bytes(self.device)
+        self.segment_started, start_bytes = time.perf_counter(), current_bytes(self.device)
         bar = tqdm(
             range(self.start_step, config.steps),
             desc=self.description,
@@ -244,41 +215,75 @@ class Trainer:
             total=config.steps,
             dynamic_ncols=True,
         )
-        for step in bar:
-            values, done = self.step(step), step + 1
-            if (
-                done % config.log_every == 0
-                or done == config.steps
-                or any(k.startswith("diagnostics/") for k in values)
-            ):
-                values = self.distributed.mean_over_ranks(values)
-                self.history.append({"step": done, **values})
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-                for name, value in values.items() if board else ():
-                    board.add_scalar(name, value, done)
-            if self.preview and config.preview_every and done % config.preview_every == 0:
-                self.preview(done)
-            if self.checkpoint_dir and config.checkpoint_every and done % config.checkpoint_every == 0:
-                self.save(done)
-        if board is not None:
-            board.close()
-        # above the run's start, or above a step's own start: on a CPU the resident set can shrink
-        # during a run (freed pages returned to the system), which would hide a step's peak from the first
-        peak_mb = max(self.ledger.peak_bytes - start_bytes, 0) / MIB
-        peak_mb = max(peak_mb, self.ledger.step_peak_mib)
-        return self.finish(time.perf_counter() - started, peak_mb)
+        writing = main and config.tensorboard and self.out_dir is not None
+        with stop_requests() as stop, tensorboard_writer(self.out_dir if writing else None) as board:
+            for step in bar:
+                done = step + 1
+                self.record(done, self.step(step), bar, board)
+                saved = self.preview_and_save(done)
+                # every rank stops at the same step, since saving is collective
+                signal_number = self.distributed.largest_over_ranks(stop.signal_number or 0)
+                if signal_number:
+                    self.stop(done, signal_number, saved)
+        return self.finish(start_bytes)
 
-    def finish(self, seconds: float, peak_mb: float) -> TrainResult:
-        """The run's result (peak memory: the highest step peak above the level at the start of the run)."""
+    def record(self, done: int, values: dict[str, float], bar, board) -> None:
+        """Log the step's values (every ``log_every`` steps, at the last and whenever there are diagnostics)."""
+        config = self.config
+        if done % config.log_every and done != config.steps and not any(k.startswith("diagnostics/") for k in values):
+            return
+        values = self.distributed.mean_over_ranks(values)
+        self.history.append({"step": done, **values})
+        bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+        for name, value in values.items() if board else ():
+            board.add_scalar(name, value, done)
+
+    def preview_and_save(self, done: int) -> bool:
+        """The periodic preview and checkpoint after step ``done``; returns whether a checkpoint was written."""
+        config = self.config
+        if self.preview and config.preview_every and done % config.preview_every == 0:
+            self.preview(done)
+        saving = bool(self.checkpoint_dir and config.checkpoint_every and done % config.checkpoint_every == 0)
+        if saving:
+            self.save(done)
+        return saving
+
+    def stop(self, done: int, signal_number: int, saved: bool) -> NoReturn:
+        """Save a checkpoint at step ``done`` (unless one was just saved) and the records so far; then stop."""
+        path = None if self.checkpoint_dir is None else checkpoint.step_dir(self.checkpoint_dir, done)
+        if path is not None and not saved:
+            self.save(done)
+        self.write_records()
+        raise TrainingInterrupted(done, signal_number, path)
+
+    def finish(self, start_bytes: int) -> TrainResult:
+        """The run's result: totals over the segments, and this segment's (peak memory: the highest step peak
+        above the level at the segment's start, or above a step's own start: on a CPU the resident set can
+        shrink during a run, as freed pages return to the system, which would hide a step's peak from the first)."""
+        peak_mb = max(max(self.ledger.peak_bytes - start_bytes, 0) / MIB, self.ledger.step_peak_mib)
         unique = {id(p): p for params in self.groups.values() for p in params}
         trainable = sum(p.numel() for p in unique.values())
         method = "cuda_allocator_peak" if self.device.type == "cuda" else "process_rss_peak"
-        result = TrainResult(self.config.steps - self.start_step, seconds, peak_mb, method, trainable, self.history)
+        segment_seconds = time.perf_counter() - self.segment_started
+        result = TrainResult(
+            self.config.steps,
+            self.seconds_before + segment_seconds,
+            peak_mb,
+            method,
+            trainable,
+            self.history,
+            self.config.steps - self.start_step,
+            segment_seconds,
+        )
+        self.write_records()
+        return result
+
+    def write_records(self) -> None:
+        """The logged history and the time ledger (main process)."""
         if self.out_dir is not None and self.distributed.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "history.json").write_text(json.dumps(self.history))
             self.ledger.write(self.out_dir)
-        return result
 
 
 def check_finite(loss: torch.Tensor, group: str, step: int, description: str) -> None:
@@ -289,7 +294,16 @@ def check_finite(loss: torch.Tensor, group: str, step: int, description: str) ->
         )
 
 
-def tensorboard_writer(out_dir: Path):
+@contextmanager
+def tensorboard_writer(out_dir: Path | None) -> Iterator:
+    """Event files in ``<out_dir>/tensorboard``, closed at the end of the block; None without ``out_dir``."""
+    if out_dir is None:
+        yield None
+        return
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(str(out_dir / "tensorboard"))
+    board = SummaryWriter(str(out_dir / "tensorboard"))
+    try:
+        yield board
+    finally:
+        board.close()
