@@ -105,6 +105,13 @@ ROWS: dict[str, list[Row]] = {
     "anchors": [
         row("apex_regression1", "method.apex.weight_regression=1"),
         row("apex_regression4", "method.apex.weight_regression=4"),
+        row(
+            "apex_private_k5_regression1",
+            *PRIVATE,
+            "method.apex.fake_updates=5",
+            "method.apex.fake_warmup=0",
+            "method.apex.weight_regression=1",
+        ),
     ],
     "table6": [
         row("paper_fake_only", "method.apex.preset=paper", "method.apex.weight_anchor=0"),
