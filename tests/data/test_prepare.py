@@ -153,3 +153,14 @@ def test_encoding_shows_a_bar_that_can_be_switched_off_and_a_closing_line(tmp_pa
     monkeypatch.setenv("APEXGEN_PROGRESS", "0")  # what apexgen --no-progress sets
     prepare_dataset(config(folder), pipeline, "sd3")
     assert "encoding set" not in capsys.readouterr().err
+
+
+def test_a_shard_that_becomes_unreadable_during_a_run_is_named_with_the_fix(tmp_path):
+    cached = config(image_folder(tmp_path / "set"), cache_dir=str(tmp_path / "cache"), shard_size=4)
+    dataset = prepare_dataset(cached, tiny_pipeline("sd3"), "sd3")
+    shard = cache_folder(tmp_path / "cache") / "shard_00000.safetensors"
+    shard.write_bytes(np.random.default_rng(0).bytes(shard.stat().st_size))
+    with pytest.raises(
+        DataError, match="shard_00000.safetensors became unreadable during the run .*delete .* and rerun"
+    ):
+        dataset.samples[0]
