@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from apexgen.config import ConfigError, build, load, parse_overrides, to_dict
+from apexgen.config import ConfigError, build, load, load_yaml, parse_overrides, to_dict
 from apexgen.objectives.apex import APEXConfig
 from apexgen.toy.benchmark import ToyConfig
 
@@ -51,6 +51,8 @@ def test_override_values_are_parsed_as_yaml_and_numbers():
         ("datasets=[moons]", "datasets[0]", "allowed: ring, orbit"),
         ("student.optimizer.betas=[0.9]", "student.optimizer.betas", "two numbers"),
         ("teacher.steps=0", "teacher.steps", "must be > 0"),
+        ("student.optimizer.lr=inf", "student.optimizer.lr", "must be a finite number, got inf"),
+        ("student.optimizer.grad_clip=.inf", "student.optimizer.grad_clip", "must be a finite number"),
     ],
 )
 def test_bad_values_fail_naming_the_key_and_what_is_allowed(override, key, hint):
@@ -79,3 +81,29 @@ def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "method.apex.slices" in result.stderr and "must sum to 1" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["student=3", "student.steps=4"], ["student.steps=4", "student=3"], ["method={apex: 1}", "method.apex.loss=mse"]],
+)
+def test_an_override_that_is_both_a_value_and_a_section_is_refused_naming_both(overrides):
+    with pytest.raises(ConfigError) as error:
+        parse_overrides(overrides)
+    assert error.value.key in ("student", "method.apex")
+    assert f"the overrides {overrides[0]} and {overrides[1]} conflict" in str(error.value)
+    assert "keep one of the two" in str(error.value)
+
+
+def test_overrides_of_one_section_merge_in_either_order():
+    assert parse_overrides(["student.steps=4", "student={batch_size: 8}"]) == {"student": {"steps": 4, "batch_size": 8}}
+    assert parse_overrides(["student.steps=4", "student.steps=5"]) == {"student": {"steps": 5}}  # the last wins
+
+
+def test_a_config_file_that_is_not_utf8_names_the_byte_and_the_fix(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_bytes("student:\n  steps: 4  # réglage\n".encode("latin-1"))
+    with pytest.raises(
+        ConfigError, match=r"settings.yaml is not UTF-8 text \(byte 0xe9 at offset 24, line 2\); save it"
+    ):
+        load_yaml(path)

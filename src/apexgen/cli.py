@@ -6,17 +6,41 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-from apexgen.run.commands import BAD_INPUT, add_run_commands, add_run_folder_arguments
+from apexgen.config import ConfigError
+from apexgen.run.commands import BAD_INPUT, BAD_SETTING, add_run_commands, add_run_folder_arguments, at_least_one
+from apexgen.train.interrupt import TrainingInterrupted
 
 log = logging.getLogger("apexgen")
 
-# Exit codes (docs/reliability.md): 2 = a setting is wrong, BAD_INPUT = 3 = an input (model, data, run folder)
-# is unusable; a run stopped by a signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
-BAD_SETTING, INTERRUPTED = 2, 130
+# Exit codes (docs/reliability.md): BAD_SETTING = 2 = a setting is wrong, BAD_INPUT = 3 = an input (model, data,
+# run folder) is unusable; a run stopped by a signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
+INTERRUPTED = 130
+# The errors that say an input is unusable, by module and class. main() looks each class up only if its module
+# was imported (an error can only come from code that imported its class), so that a command failing on its
+# settings is not kept waiting for torch and diffusers to load just to tell the errors apart.
+BAD_INPUT_ERRORS = (
+    ("apexgen.data.fashion_mnist", "DatasetMissingError"),
+    ("apexgen.data.fashion_mnist", "DatasetCorruptError"),
+    ("apexgen.data.image_text", "DataError"),
+    ("apexgen.t2i.models", "ModelFileError"),
+    ("apexgen.train.checkpoint", "CheckpointError"),
+    ("apexgen.train.run_folder", "RunFolderError"),
+    ("apexgen.run.pipeline", "PipelineError"),
+    ("apexgen.run.train", "RunError"),
+)
+# A valid example of KEY=VALUE overrides for each command's --help (tests/test_cli.py loads each).
+OVERRIDE_EXAMPLES = {
+    "toy": "student.steps=2000 method.apex.shift.a=-1",
+    "train-teacher": "teacher.steps=2000 data.limit=10000",
+    "distill": "distill.train.steps=2000 method.apex.shift.a=-1",
+    "eval": "eval.fid.samples=1000 eval.student_nfe=[1,2]",
+    "demo": "distill.train.steps=100 eval.fid.samples=200",
+}
 
 
 def setup_logging(verbose: bool) -> None:
@@ -27,13 +51,13 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--config", type=Path, help="YAML file with settings (merged over the defaults)")
     parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="settings overriding the file, e.g. student.steps=2000 method.apex.shift.a=-1",
+        help=f"settings overriding the file, e.g. {OVERRIDE_EXAMPLES[command]}",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved configuration and stop")
 
@@ -104,35 +128,39 @@ def print_config(config) -> None:
 
 
 def train_teacher_command(args: argparse.Namespace) -> int:
-    from apexgen.t2i.train import train_teacher
-
-    config = t2i_config(args)
+    config = t2i_config(args)  # before the heavy imports: a wrong setting is told at once
     if args.dry_run:
         print_config(config)
         return 0
+    from apexgen.t2i.train import train_teacher
+
     train_teacher(config, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def distill_command(args: argparse.Namespace) -> int:
-    from apexgen.t2i.train import distill
-
     config = t2i_config(args, {"distill": {"method": args.method}} if args.method else {})
     if args.dry_run:
         print_config(config)
         return 0
+    from apexgen.t2i.train import distill
+
     distill(config, resolve_teacher(args.teacher), args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
-    from apexgen.t2i.report import table, write_report
-
+    args.students, overrides = split_students(args.students)
+    args.overrides = [*args.overrides, *overrides]
     config = t2i_config(args)
     if args.dry_run:
         print_config(config)
         return 0
+    from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
+    from apexgen.t2i.report import table, write_report
+    from apexgen.t2i.run_folders import HISTORY, student_labels
+
+    started = time.perf_counter()
     labels = student_labels(args.students)
     teacher = resolve_teacher(args.teacher)
     students = [student_candidate(teacher, run, config) for run in args.students]
@@ -140,28 +168,19 @@ def eval_command(args: argparse.Namespace) -> int:
         student.method = label  # the name of its rows, kept rows, grid and curves
     report = evaluate([teacher_candidate(teacher, config), *students], config, args.out)
     histories = {
-        label: json.loads((run / "history.json").read_text()) for run, label in zip(args.students, labels, strict=True)
+        label: json.loads((run / HISTORY).read_text()) for run, label in zip(args.students, labels, strict=True)
     }
-    write_report(report, histories, args.out, " ".join(["apexgen", *sys.argv[1:]]))
+    path = write_report(report, histories, args.out, " ".join(["apexgen", *sys.argv[1:]]))
     print(table(report["rows"]))
+    log.info("done in %.0f s: %s (rows kept in %s)", time.perf_counter() - started, path, args.out / "rows")
     return 0
 
 
-def student_labels(students: list[Path]) -> list[str]:
-    """Each student's name in the report: its method, or its folder's name where students share a method."""
-    from apexgen.config import ConfigError
-
-    methods = [json.loads((run / "distill.json").read_text())["method"] for run in students]
-    labels = [run.name if methods.count(method) > 1 else method for run, method in zip(students, methods, strict=True)]
-    for label in set(labels):
-        if labels.count(label) > 1 or label == "teacher":
-            clashing = [str(run) for run, other in zip(students, labels, strict=True) if other == label]
-            raise ConfigError(
-                "",
-                f"--students {' '.join(clashing)}: more than one row would be named '{label}' (students of one "
-                "method are named by their folders); give each a folder of its own name",
-            )
-    return labels
+def split_students(words: list[Path]) -> tuple[list[Path], list[str]]:
+    """``--students A B key=value``: argparse gives every word after --students to it; the KEY=VALUE words
+    (that are not existing folders) are overrides."""
+    overrides = [str(word) for word in words if "=" in str(word) and not word.exists()]
+    return [word for word in words if str(word) not in overrides], overrides
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -178,17 +197,9 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def resolve_teacher(path: Path | None) -> Path:
     """``--teacher`` or, without it, the teacher that ships in the package."""
-    from apexgen.t2i.models import ModelFileError, shipped_teacher
+    from apexgen.t2i.models import teacher_folder
 
-    if path is not None:
-        return path
-    shipped = shipped_teacher()
-    if shipped is None:
-        raise ModelFileError(
-            "no --teacher given and no teacher ships with this installation; train one with "
-            "`apexgen train-teacher --out runs/teacher` and pass --teacher runs/teacher"
-        )
-    return shipped
+    return teacher_folder(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,19 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apexgen", description="One-step generators from flow-matching models with APEX."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (on a busy machine, 1 avoids thrashing)")
+    parser.add_argument(
+        "--threads", type=at_least_one, help="CPU threads for PyTorch (on a busy machine, 1 avoids thrashing)"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (the closing line of each long step stays)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     toy = commands.add_parser("toy", help="the 2-D toy benchmark: every method against an exact answer")
     toy.add_argument("--quick", action="store_true", help="one seed, short training (about a minute)")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
-    add_config_arguments(toy)
+    add_config_arguments(toy, "toy")
     toy.set_defaults(run=toy_command)
 
     teacher = commands.add_parser("train-teacher", help="train the Fashion-MNIST text-to-image teacher (SD3 MMDiT)")
     teacher.add_argument("--out", type=Path, default=Path("runs/teacher"), help="output folder")
     add_run_folder_arguments(teacher, "--out")
-    add_config_arguments(teacher)
+    add_config_arguments(teacher, "train-teacher")
     teacher.set_defaults(run=train_teacher_command)
 
     distill = commands.add_parser("distill", help="distil a one-step student from the teacher (LoRA by default)")
@@ -216,20 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--method", help="apex (default), twinflow, dmd2, consistency or regression")
     distill.add_argument("--out", type=Path, default=Path("runs/distill"), help="output folder")
     add_run_folder_arguments(distill, "--out")
-    add_config_arguments(distill)
+    add_config_arguments(distill, "distill")
     distill.set_defaults(run=distill_command)
 
     evaluate = commands.add_parser("eval", help="FID, prompt adherence, diversity and speed of teacher and students")
     evaluate.add_argument("--teacher", type=Path, help="teacher folder (default: the teacher shipped in the package)")
     evaluate.add_argument("--students", type=Path, nargs="*", default=[], help="folders written by apexgen distill")
     evaluate.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder")
-    add_config_arguments(evaluate)
+    add_config_arguments(evaluate, "eval")
     evaluate.set_defaults(run=eval_command)
 
     demo = commands.add_parser("demo", help="the main job: teacher → APEX one-step LoRA → evaluation → report")
     demo.add_argument("--teacher", type=Path, help="teacher folder (default: the shipped one, else train one)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    add_config_arguments(demo)
+    add_config_arguments(demo, "demo")
     demo.set_defaults(run=demo_command)
 
     add_run_commands(commands)
@@ -239,31 +255,45 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    from apexgen.known_warnings import silence_known_warnings
+
+    silence_known_warnings()
+    if args.no_progress:
+        from apexgen.progress import PROGRESS_VARIABLE
+
+        os.environ[PROGRESS_VARIABLE] = "0"
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    from apexgen.config import ConfigError
-    from apexgen.data.fashion_mnist import DatasetCorruptError, DatasetMissingError
-    from apexgen.t2i.models import ModelFileError
-    from apexgen.train.checkpoint import CheckpointError
-    from apexgen.train.interrupt import TrainingInterrupted
-    from apexgen.train.run_folder import RunFolderError
-
     try:
         return args.run(args)
     except ConfigError as error:
         log.error("%s", error)
         return BAD_SETTING
-    except (DatasetMissingError, DatasetCorruptError, ModelFileError, CheckpointError, RunFolderError) as error:
-        log.error("%s", error)
-        return BAD_INPUT
     except TrainingInterrupted as stopped:
         log.warning("%s", stopped)
         return stopped.exit_code
     except KeyboardInterrupt:
         log.error("interrupted by Ctrl-C")
         return INTERRUPTED
+    except FloatingPointError as error:  # a loss that became NaN (apexgen.train.loop.NonFiniteLoss)
+        log.error("%s", error)
+        return BAD_INPUT if getattr(error, "at_first_step", False) else BAD_SETTING
+    except Exception as error:
+        if not unusable_input(error):
+            raise
+        log.error("%s", error)
+        return BAD_INPUT
+
+
+def unusable_input(error: Exception) -> bool:
+    """Whether ``error`` is one of BAD_INPUT_ERRORS (a class whose module is not imported cannot have raised it)."""
+    for module, name in BAD_INPUT_ERRORS:
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(error, kind):
+            return True
+    return False
 
 
 if __name__ == "__main__":

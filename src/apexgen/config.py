@@ -214,18 +214,42 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=[1, 2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML)."""
+    """``["a.b=1", "c=[1, 2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML). A key given a
+    value by one override and settings below it by another (``a=3 a.b=4``) is refused, whichever comes first."""
     nested: dict[str, Any] = {}
+    given: dict[str, str] = {}  # dotted key → the override that set it
     for item in overrides:
         key, separator, text = item.partition("=")
         if not separator or not key:
             raise ConfigError(item, "an override must look like key=value, e.g. apex.shift.a=-1")
         node = nested
         parts = key.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1], start=1):
             node = node.setdefault(part, {})
-        node[parts[-1]] = parse_value(text)
+            if not isinstance(node, Mapping):
+                raise conflicting_overrides(".".join(parts[:depth]), given, item)
+        value = parse_value(text)
+        if isinstance(node.get(parts[-1]), Mapping):
+            if not isinstance(value, Mapping):
+                raise conflicting_overrides(key, given, item)
+            value = merge(node[parts[-1]], value)
+        node[parts[-1]] = value
+        given.setdefault(key, item)
     return nested
+
+
+def conflicting_overrides(key: str, given: dict[str, str], item: str) -> ConfigError:
+    """``key`` is set as a value by one override and as a section of settings by ``item`` (or the reverse)."""
+
+    def overlaps(name: str) -> bool:  # the same key, one inside it or one around it
+        return f"{name}.".startswith(f"{key}.") or f"{key}.".startswith(f"{name}.")
+
+    earlier = next(other for name, other in given.items() if overlaps(name))
+    return ConfigError(
+        key,
+        f"the overrides {earlier} and {item} conflict: one gives '{key}' a value, the other settings inside it; "
+        "keep one of the two",
+    )
 
 
 def parse_value(text: str) -> Any:
@@ -244,12 +268,22 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("", f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            "", f"config file {path} is not UTF-8 text ({not_utf8(path, error)}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as error:
         raise ConfigError("", f"config file {path} is not valid YAML: {error}") from None
     if not isinstance(data, Mapping):
         raise ConfigError("", f"config file {path} must hold a mapping at the top level")
     return dict(data)
+
+
+def not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8: the byte, its offset and its line."""
+    line = path.read_bytes()[: error.start].count(b"\n") + 1
+    return f"byte 0x{error.object[error.start]:02x} at offset {error.start}, line {line}"
 
 
 def load(cls: type[T], *layers: Mapping[str, Any]) -> T:

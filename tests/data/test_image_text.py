@@ -170,7 +170,7 @@ def test_open_reader_follows_the_config(tmp_path):
     ("values", "key", "hint"),
     [
         ({"kind": "folder", "path": "x"}, "data.kind", "allowed values: 'imagefolder', 'parquet', 'prompts'"),
-        ({}, "data.path", "needs a path"),
+        ({}, "data.path", "required: where the imagefolder data is"),
         ({"path": "x", "resolution": 0}, "data.resolution", "must be > 0"),
         ({"path": "x", "max_sequence_length": 0}, "data.max_sequence_length", "must be > 0 or null"),
         ({"path": "x", "latent_sample": "mean"}, "data.latent_sample", "allowed values: 'sample', 'mode'"),
@@ -181,3 +181,46 @@ def test_bad_data_config_names_the_key(values, key, hint):
     with pytest.raises(ConfigError) as error:
         build(DataConfig, values, "data")
     assert error.value.key == key and hint in str(error.value)
+
+
+LATIN1_CAPTION = "un café crème".encode("latin-1")
+
+
+def test_captions_and_prompts_that_are_not_utf8_name_the_file_line_and_fix(tmp_path):
+    folder = image_folder(tmp_path / "set")
+    with (folder / "metadata.jsonl").open("ab") as metadata:
+        metadata.write(b'{"file_name": "0000.png", "text": "' + LATIN1_CAPTION + b'"}\n')
+    with pytest.raises(
+        DataError, match=r"metadata.jsonl is not UTF-8 text \(byte 0xe9 at offset \d+, line 7\); convert"
+    ):
+        ImageFolderReader(folder, RESOLUTION)
+    for name in ("p.txt", "p.jsonl"):
+        (tmp_path / name).write_bytes(b"a red cat\n" + LATIN1_CAPTION + b"\n")
+        with pytest.raises(DataError, match=rf"{name} is not UTF-8 text \(byte 0xe9 at offset 16, line 2\)"):
+            PromptReader(tmp_path / name)
+
+
+def test_a_file_that_is_not_parquet_is_named_with_the_fix(tmp_path):
+    garbage = tmp_path / "train.parquet"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(
+        DataError, match="train.parquet is not a readable parquet file .*replace it with an intact copy"
+    ):
+        ParquetReader(garbage, RESOLUTION)
+
+
+def test_other_column_or_key_names_point_to_the_column_settings(tmp_path):
+    path = parquet_file(tmp_path / "train.parquet", columns=("picture", "caption"))
+    with pytest.raises(DataError, match="no column 'image'; its columns: picture, caption; set data.image_column"):
+        ParquetReader(path, RESOLUTION)
+    with pytest.raises(DataError, match="no column 'text'; its columns: picture, caption; set data.text_column"):
+        ParquetReader(path, RESOLUTION, image_column="picture")
+    assert len(ParquetReader(path, RESOLUTION, image_column="picture", text_column="caption")) == len(CAPTIONS)
+    folder = image_folder(tmp_path / "set")
+    lines = (folder / "metadata.jsonl").read_text().replace('"text"', '"caption"')
+    (folder / "metadata.jsonl").write_text(lines)
+    with pytest.raises(DataError, match="set data.text_column to it"):
+        ImageFolderReader(folder, RESOLUTION)
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a red cat"}\n')
+    with pytest.raises(DataError, match="set data.text_column to it"):
+        PromptReader(tmp_path / "p.jsonl")

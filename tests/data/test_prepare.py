@@ -3,6 +3,7 @@
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,7 +71,7 @@ def cache_folder(root):
     return folder
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete", "index"])
+@pytest.mark.parametrize("damage", ["truncate", "delete", "index", "garbage"])
 def test_a_damaged_cache_is_detected_and_rebuilt(tmp_path, caplog, damage):
     cached = config(image_folder(tmp_path / "set"), cache_dir=str(tmp_path / "cache"), shard_size=4)
     pipeline = tiny_pipeline("sd3")
@@ -81,11 +82,18 @@ def test_a_damaged_cache_is_detected_and_rebuilt(tmp_path, caplog, damage):
         shard.write_bytes(shard.read_bytes()[:-100])
     elif damage == "delete":
         shard.unlink()
-    else:
+    elif damage == "index":
         (folder / INDEX_FILE).write_text('{"format": 1, "identity": {')
+    else:  # overwritten with as many random bytes: the sizes in the index still match
+        shard.write_bytes(np.random.default_rng(0).bytes(shard.stat().st_size))
     with caplog.at_level(logging.WARNING, logger="apexgen.data.cache"):
         rebuilt = prepare_dataset(cached, pipeline, "sd3")
-    expected = {"truncate": "bytes instead of", "delete": "is missing", "index": "is unreadable"}[damage]
+    expected = {
+        "truncate": "bytes instead of",
+        "delete": "is missing",
+        "index": "is unreadable",
+        "garbage": "shard_00001.safetensors is not a readable safetensors file",
+    }[damage]
     assert "ignoring the cache" in caplog.text and expected in caplog.text
     assert_same_samples(rebuilt, first)
 
@@ -134,3 +142,25 @@ def test_a_source_of_only_unreadable_images_fails_and_leaves_no_cache_behind(tmp
     with pytest.raises(DataError, match="none of the 6 images could be decoded"):
         prepare_dataset(config(folder, cache_dir=str(tmp_path / "cache")), tiny_pipeline("sd3"), "sd3")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_encoding_shows_a_bar_that_can_be_switched_off_and_a_closing_line(tmp_path, capsys, caplog, monkeypatch):
+    folder = image_folder(tmp_path / "set")
+    pipeline = tiny_pipeline("sd3")
+    with caplog.at_level(logging.INFO, logger="apexgen.data.encoding"):
+        prepare_dataset(config(folder), pipeline, "sd3")
+    assert "encoding set" in capsys.readouterr().err and f"encoded 6 samples of {folder}" in caplog.text
+    monkeypatch.setenv("APEXGEN_PROGRESS", "0")  # what apexgen --no-progress sets
+    prepare_dataset(config(folder), pipeline, "sd3")
+    assert "encoding set" not in capsys.readouterr().err
+
+
+def test_a_shard_that_becomes_unreadable_during_a_run_is_named_with_the_fix(tmp_path):
+    cached = config(image_folder(tmp_path / "set"), cache_dir=str(tmp_path / "cache"), shard_size=4)
+    dataset = prepare_dataset(cached, tiny_pipeline("sd3"), "sd3")
+    shard = cache_folder(tmp_path / "cache") / "shard_00000.safetensors"
+    shard.write_bytes(np.random.default_rng(0).bytes(shard.stat().st_size))
+    with pytest.raises(
+        DataError, match="shard_00000.safetensors became unreadable during the run .*delete .* and rerun"
+    ):
+        dataset.samples[0]

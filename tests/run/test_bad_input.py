@@ -114,3 +114,38 @@ def test_sample_refuses_a_lora_of_another_model(tmp_path, models, caplog):
     arguments = ["sample", "--model", str(other), "--lora", str(out / "export"), "--prompt", "a cat"]
     assert main([*arguments, "--out", str(tmp_path / "image.png")]) == 3
     assert "does not fit the transformer of" in caplog.text and not (tmp_path / "image.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--out", "picture"],
+            "--out picture: not an image file name (no image extension); give one such as picture.png",
+        ),
+        (["--device", "cuda"], "--device cuda: no CUDA device is available here; use --device cpu"),
+        (["--device", "gpu"], "--device gpu: not a device; use cpu or cuda"),
+    ],
+)
+def test_sample_arguments_are_checked_before_any_model_is_loaded(tmp_path, models, caplog, monkeypatch, extra, message):
+    if "cuda" in extra:
+        monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("apexgen.run.sample.run_sample", refuse("sampled"))
+    monkeypatch.chdir(tmp_path)
+    arguments = ["sample", "--model", str(models("sd3")), "--lora", str(tmp_path), "--prompt", "a cat"]
+    assert main([*arguments, *extra]) == 2
+    assert message in caplog.text
+
+
+def test_sample_of_no_images_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["sample", "--model", "m", "--lora", str(tmp_path), "--prompt", "a cat", "--images", "0"])
+    assert stopped.value.code == 2 and "argument --images: must be ≥ 1, got 0" in capsys.readouterr().err
+
+
+def test_a_garbage_parquet_file_fails_before_the_model_is_loaded(run, tmp_path, caplog, monkeypatch):
+    garbage = tmp_path / "train.parquet"
+    garbage.write_bytes(b"PAR1" + bytes(range(256)) * 8)
+    monkeypatch.setattr(run_train, "load_pipeline", refuse("loaded the model"))
+    assert run("data.kind=parquet", data=garbage) == 3
+    assert f"{garbage} is not a readable parquet file" in caplog.text

@@ -59,6 +59,9 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, models, caplog
     with caplog.at_level(logging.INFO):
         assert main([*train_arguments("sd3", model, data, tmp_path / "parts", "train.steps=4"), "--resume"]) == 0
     assert "resumed from" in caplog.text and "step_0000002" in caplog.text
+    (done,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("done in ")]
+    parts_dir = tmp_path / "parts"
+    assert "4 steps" in done and f"export in {parts_dir / 'export'}, summary {parts_dir / 'run.json'}" in done
     whole, parts = (load_file(tmp_path / run / "export" / LORA_WEIGHTS) for run in ("whole", "parts"))
     assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
     history = json.loads((tmp_path / "parts" / "history.json").read_text())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import StableDiffusion3Pipeline
+from PIL import Image
 
 from apexgen.cli import main
 from apexgen.export import read_settings, sampling_scheduler
@@ -91,26 +92,28 @@ def test_every_stage_leaves_its_files(run):
         assert (root / "eval" / name).stat().st_size > 100
 
 
-def test_resume_continues_from_the_last_checkpoint(run):
+def test_resume_continues_from_the_last_checkpoint_and_ends_with_where_the_outputs_are(run, caplog):
     root, settings = run
     history = json.loads((root / "apex" / "history.json").read_text())
-    assert (
-        main(
-            [
-                "distill",
-                "--teacher",
-                str(root / "teacher"),
-                "--out",
-                str(root / "apex"),
-                "--resume",
-                *settings,
-                "distill.train.steps=4",
-            ]
-        )
-        == 0
-    )
+    command = ["distill", "--teacher", str(root / "teacher"), "--out", str(root / "apex"), "--resume", *settings]
+    with caplog.at_level(logging.INFO):
+        assert main([*command, "distill.train.steps=4"]) == 0
     resumed = json.loads((root / "apex" / "history.json").read_text())
     assert resumed[: len(history)] == history and resumed[-1]["step"] == 4
+    (done,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("done in ")]
+    assert f"apex student in {root / 'apex'} (export in {root / 'apex' / 'export'}" in done
+
+
+def test_apexgen_sample_with_the_teacher_writes_a_grid_through_the_stock_pipeline(run, caplog):
+    root, _ = run
+    grid = root / "samples" / "dress.png"
+    command = ["sample", "--teacher", str(root / "teacher"), "--lora", str(root / "apex" / "export")]
+    with caplog.at_level(logging.INFO):
+        assert main([*command, "--prompt", "a red dress", "--images", "4", "--out", str(grid)]) == 0
+    assert "4 image(s) of 'a red dress' with 1 step(s) of the stock StableDiffusion3Pipeline" in caplog.text
+    with Image.open(grid) as picture:  # 4 images of 32 pixels in a row, 2-pixel borders, each pixel 2×2
+        assert picture.size == (2 * (4 * 34 + 2), 2 * 36) and picture.mode == "L"
+    assert main([*command, "--prompt", "a red dress", "--steps", "2", "--out", str(grid)]) == 0
 
 
 def test_exported_lora_in_the_stock_sd3_pipeline_equals_our_one_step_sampler(run):

@@ -172,6 +172,7 @@ def test_students_whose_names_would_clash_are_refused(tmp_path, caplog):
     for parent in ("a", "b"):
         (tmp_path / parent / "run").mkdir(parents=True)
         (tmp_path / parent / "run" / "distill.json").write_text(json.dumps({"method": "apex"}))
+        (tmp_path / parent / "run" / "history.json").write_text("[]")  # a finished run has its curves
     students = [str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
     command = ["eval", "--teacher", str(tmp_path / "teacher"), "--students", *students]
     assert main([*command, "--out", str(tmp_path / "eval")]) == 2

@@ -14,7 +14,7 @@ from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.objectives.regression import RegressionConfig
 from apexgen.train import checkpoint
 from apexgen.train.checkpoint import CheckpointError
-from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer, learning_rate
+from apexgen.train.loop import NonFiniteLoss, OptimizerConfig, TrainConfig, Trainer, check_finite, learning_rate
 from tests.conftest import tiny_mlp
 
 CONFIG = TrainConfig(steps=6, batch_size=16, log_every=1, checkpoint_every=3, keep_checkpoints=5, progress=False)
@@ -149,12 +149,40 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path):
         checkpoint.load_student(saved, tiny_mlp(cond_dim=3))
 
 
-def test_non_finite_loss_stops_training_with_advice(tmp_path):
+def test_non_finite_loss_at_the_first_step_blames_the_inputs_later_the_learning_rate(tmp_path):
     trainer, student = make_trainer("apex", None)
     with torch.no_grad():
-        next(student.parameters()).fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="optimizer.lr"):
+        next(student.parameters()).fill_(float("nan"))  # as corrupt weights would hold
+    with pytest.raises(NonFiniteLoss, match="first step of this run, so not a learning-rate problem") as stopped:
         trainer.run()
+    assert stopped.value.at_first_step and "optimizer.lr" not in str(stopped.value)
+    assert "weights (the teacher, base model or checkpoint) or the data may be corrupt" in str(stopped.value)
+    with pytest.raises(NonFiniteLoss, match="at step 5; lower optimizer.lr") as diverged:
+        check_finite(torch.tensor(float("inf")), "student", 4, "apex", first=False)
+    assert not diverged.value.at_first_step and isinstance(diverged.value, FloatingPointError)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_a_state"])
+def test_a_corrupt_trainer_json_is_named_with_the_fix(tmp_path, damage):
+    trainer, _ = make_trainer("apex", tmp_path)
+    trainer.run()
+    state = checkpoint.latest(tmp_path / "checkpoints") / "trainer.json"
+    state.write_text(state.read_text()[:20] if damage == "truncated" else "[1, 2]")
+    resumed, _ = make_trainer("apex", tmp_path)
+    expected = "is corrupt or truncated" if damage == "truncated" else "is not a checkpoint's trainer state"
+    with pytest.raises(CheckpointError, match=f"trainer.json {expected}.*delete its folder to resume"):
+        resumed.resume()
+
+
+def test_the_regression_pool_before_training_shows_progress_and_a_closing_line(capsys, caplog):
+    trainer, _ = make_trainer("regression", None, dataclasses.replace(CONFIG, steps=1, progress=True))
+    with caplog.at_level(logging.INFO, logger="apexgen.train.loop"):
+        trainer.run()
+    assert "train: preparing" in capsys.readouterr().err
+    assert "train: prepared in" in caplog.text and "from 32 rows of data" in caplog.text
+    quiet, _ = make_trainer("regression", None, dataclasses.replace(CONFIG, steps=1))  # train.progress=false
+    quiet.run()
+    assert "preparing" not in capsys.readouterr().err
 
 
 def test_learning_rate_schedule():

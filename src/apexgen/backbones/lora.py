@@ -15,14 +15,17 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import peft
 from torch import Tensor, nn
 
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.condition import Condition
 from apexgen.config import require, require_positive
 from apexgen.shift import ConditionShift
+
+if TYPE_CHECKING:
+    import peft
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ def add_lora(
     """Add a LoRA adapter to ``backbone.transformer``; afterwards only the LoRA matrices are trainable.
     A second adapter (``adapter_name`` other than the default, e.g. DMD2's fake score) leaves the default
     adapter the active one."""
+    import peft  # here, not at the top: the settings (LoRAConfig) load in a command's start-up without it
+
     config.check()
     pattern = target_pattern(config.targets or backbone.lora_targets)
     layers = check_rank(backbone.transformer, pattern, config.rank)

@@ -9,8 +9,8 @@ when None) and ``null.safetensors`` (the empty prompt). ``key`` hashes the ident
 encoding component of the pipeline (text encoders, tokenizers, VAE: class, config and a probe of each
 weight tensor: its first and last values). Changed data or encoders therefore get a new folder (old folders
 stay until removed by hand). A folder is written under a temporary name and renamed when complete; on
-opening, an unreadable or mismatched index, a missing shard or one of another size (truncated) is logged
-and the cache rebuilt, never used.
+opening, an unreadable or mismatched index, a missing shard, one of another size (truncated) or one whose
+header does not list its samples (overwritten) is logged and the cache rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from apexgen.data.encoding import EncodedDataset, EncodedSample, EncodedText
+from apexgen.data.image_text import DataError
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,25 @@ def cache_problem(folder: Path, index: dict, identity: dict) -> str | None:
             return f"{name} has {path.stat().st_size} bytes instead of {size} (truncated or overwritten)"
     if sum(shard["count"] for shard in index["shards"]) != index["count"]:
         return "its shard counts do not add up"
+    for shard in index["shards"]:
+        problem = shard_problem(folder / shard["file"], shard["count"])
+        if problem is not None:
+            return problem
+    return shard_problem(folder / NULL_FILE, None)
+
+
+def shard_problem(path: Path, count: int | None) -> str | None:
+    """Why the shard at ``path`` cannot be read as ``count`` samples (None: the null file), from its header
+    alone: a file overwritten with the same number of bytes passes the size check but not this one."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            names = set(handle.keys())
+    except (SafetensorError, OSError) as error:
+        return f"{path.name} is not a readable safetensors file ({type(error).__name__}: {str(error)[:120]})"
+    samples = {name.split(".")[0] for name in names}
+    expected = {"null"} if count is None else {str(i) for i in range(count)}
+    if samples != expected:
+        return f"{path.name} does not hold the samples its index lists"
     return None
 
 
@@ -211,7 +231,13 @@ class CachedSamples(Sequence[EncodedSample]):
             raise IndexError(f"sample {index} of {len(self)}")
         shard = bisect.bisect_right(self.starts, index) - 1
         if shard not in self.handles:
-            handle = safe_open(self.paths[shard], framework="pt")
+            try:
+                handle = safe_open(self.paths[shard], framework="pt")
+            except (SafetensorError, OSError) as error:
+                raise DataError(
+                    f"the data cache file {self.paths[shard]} became unreadable during the run ({error}); delete "
+                    f"{self.paths[shard].parent} and rerun: the data is encoded again"
+                ) from None
             self.handles[shard] = (handle, set(handle.keys()))
         (handle, names), prefix = self.handles[shard], str(index - self.starts[shard])
 

@@ -29,7 +29,7 @@ class DataConfig:
     shard_size: int = 1024  # samples per cache file
 
     def check(self) -> None:
-        require(bool(self.path), "path", f"the {self.kind} data needs a path")
+        require(bool(self.path), "path", f"required: where the {self.kind} data is, e.g. data.path=/data/images")
         require_positive(self, "resolution", "encode_batch_size", "shard_size")
         require(self.seed >= 0, "seed", f"must be ≥ 0, got {self.seed}")
         length = self.max_sequence_length

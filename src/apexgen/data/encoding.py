@@ -35,6 +35,7 @@ from torch import Tensor
 
 from apexgen.condition import TextCondition
 from apexgen.data.image_text import ImageText, Reader
+from apexgen.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -254,15 +255,17 @@ def chunks(records: Iterator[ImageText], size: int) -> Iterator[list[ImageText]]
 def encode_samples(reader: Reader, encoder: PipelineEncoder, batch_size: int) -> Iterator[EncodedSample]:
     """Encode every readable record of ``reader`` (one pass; unreadable images are skipped and counted)."""
     started, count = time.perf_counter(), 0
-    for chunk in chunks(iter(reader), batch_size):
-        texts = encoder.encode_prompts([record.text for record in chunk])
-        latents = [None] * len(chunk)
-        if reader.has_images:
-            images = torch.stack([record.image for record in chunk])
-            latents = list(encoder.encode_images(images, [record.index for record in chunk]).unbind(0))
-        for text, latent in zip(texts, latents, strict=True):
-            yield EncodedSample(text, None if latent is None else latent.clone())
-        count += len(chunk)
+    with progress_bar(description=f"encoding {reader.path.name}", total=len(reader), unit="sample") as bar:
+        for chunk in chunks(iter(reader), batch_size):
+            texts = encoder.encode_prompts([record.text for record in chunk])
+            latents = [None] * len(chunk)
+            if reader.has_images:
+                images = torch.stack([record.image for record in chunk])
+                latents = list(encoder.encode_images(images, [record.index for record in chunk]).unbind(0))
+            for text, latent in zip(texts, latents, strict=True):
+                yield EncodedSample(text, None if latent is None else latent.clone())
+            count += len(chunk)
+            bar.update(len(chunk))
     log.info("encoded %d samples of %s in %.1f s", count, reader.path, time.perf_counter() - started)
 
 

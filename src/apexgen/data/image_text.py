@@ -31,6 +31,8 @@ METADATA_FILE = "metadata.jsonl"  # the Hugging Face imagefolder metadata file
 FILE_NAME_KEY = "file_name"  # its key for the image path, relative to the folder
 EXAMPLES_SHOWN = 3  # skipped images named in the log
 PARQUET_ROWS_PER_READ = 64
+TEXT_COLUMN_HINT = " (captions under another key: set data.text_column to it)"
+COLUMN_SETTINGS = {"image": ("data.image_column", "images"), "text": ("data.text_column", "captions")}
 
 
 class DataError(ValueError):
@@ -53,6 +55,18 @@ class Record:
     text: str
     image: Path | bytes | None
     source: str
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a caption or prompt file; a file in another encoding is named with where it breaks."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}, line {line}); "
+            "convert it, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`, and point to the converted file"
+        ) from None
 
 
 def load_image(source: Path | bytes, resolution: int) -> Tensor:
@@ -152,7 +166,7 @@ def read_metadata(folder: Path, text_column: str) -> list[tuple[int, str, str]]:
     if not metadata.is_file():
         raise DataError(f"{folder} has no {METADATA_FILE}; an image–text folder needs one with {expected}")
     entries, missing = [], []
-    for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(metadata).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{metadata}, line {number}"
@@ -162,7 +176,8 @@ def read_metadata(folder: Path, text_column: str) -> list[tuple[int, str, str]]:
             raise DataError(f"{where} is not valid JSON ({error}); expected {expected}") from None
         if not isinstance(entry, dict) or FILE_NAME_KEY not in entry or text_column not in entry:
             keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-            raise DataError(f"{where} has {keys}; expected {expected}")
+            hint = TEXT_COLUMN_HINT if isinstance(entry, dict) and FILE_NAME_KEY in entry else ""
+            raise DataError(f"{where} has {keys}; expected {expected}{hint}")
         file_name, text = entry[FILE_NAME_KEY], entry[text_column]
         if not isinstance(file_name, str) or not isinstance(text, str):
             raise DataError(f"{where}: '{FILE_NAME_KEY}' and '{text_column}' must be strings; expected {expected}")
@@ -192,20 +207,39 @@ class ParquetReader(Reader):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pq.read_schema(file)
-        for column in (self.image_column, self.text_column):
+        try:
+            schema = pq.read_schema(file)
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(
+                f"{file} is not a readable parquet file ({type(error).__name__}: {str(error)[:200]}); remove it "
+                "or replace it with an intact copy"
+            ) from None
+        for role, column in (("image", self.image_column), ("text", self.text_column)):
+            setting, holds = COLUMN_SETTINGS[role]
             if column not in schema.names:
-                raise DataError(f"{file} has no column '{column}'; its columns: {', '.join(schema.names)}")
+                raise DataError(
+                    f"{file} has no column '{column}'; its columns: {', '.join(schema.names)}; set {setting} to "
+                    f"the column that holds the {holds}"
+                )
         image_type = schema.field(self.image_column).type
         stores_bytes = pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)
         if not stores_bytes and not (pa.types.is_struct(image_type) and image_type.get_field_index("bytes") >= 0):
             raise DataError(
                 f"{file}: column '{self.image_column}' holds {image_type}; expected image bytes or "
-                "{'bytes', 'path'} structs as Hugging Face datasets writes them"
+                "{'bytes', 'path'} structs as Hugging Face datasets writes them (another column holds the images: "
+                "set data.image_column to it)"
             )
-        texts = pq.read_table(file, columns=[self.text_column]).column(0)
+        try:
+            texts = pq.read_table(file, columns=[self.text_column]).column(0)
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(
+                f"{file}: column '{self.text_column}' cannot be read ({type(error).__name__}: {str(error)[:200]}); "
+                "the file is damaged: replace it with an intact copy"
+            ) from None
         if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-            raise DataError(f"{file}: column '{self.text_column}' holds {texts.type}; expected captions (strings)")
+            raise DataError(
+                f"{file}: column '{self.text_column}' holds {texts.type}; expected captions (strings){TEXT_COLUMN_HINT}"
+            )
         if texts.null_count:
             row = texts.to_pylist().index(None)
             raise DataError(f"{file}: {texts.null_count} rows have no caption in '{self.text_column}', e.g. row {row}")
@@ -215,13 +249,11 @@ class ParquetReader(Reader):
         return sum(self.row_counts)
 
     def records(self) -> Iterator[Record]:
-        import pyarrow.parquet as pq
-
         index = 0
         for file in self.files:
             columns = [self.image_column, self.text_column]
             row = 0
-            for batch in pq.ParquetFile(file).iter_batches(batch_size=PARQUET_ROWS_PER_READ, columns=columns):
+            for batch in record_batches(file, columns):
                 for image, text in zip(*(batch.column(name).to_pylist() for name in columns), strict=True):
                     yield Record(index, text, image_source(image, file.parent), f"{file.name}, row {row}")
                     index, row = index + 1, row + 1
@@ -229,6 +261,26 @@ class ParquetReader(Reader):
     def identity(self) -> dict:
         files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
         return {"kind": "parquet", "files": files, "columns": [self.image_column, self.text_column]}
+
+
+def record_batches(file: Path, columns: list[str]) -> Iterator:
+    """The file's record batches of ``columns``; a damaged page is a DataError naming the rows read before it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batches, row = pq.ParquetFile(file).iter_batches(batch_size=PARQUET_ROWS_PER_READ, columns=columns), 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(
+                f"{file} cannot be read past row {row} ({type(error).__name__}: {str(error)[:200]}); the file is "
+                "damaged: replace it with an intact copy"
+            ) from None
+        if batch is None:
+            return
+        yield batch
+        row += batch.num_rows
 
 
 def parquet_files(path: Path) -> list[Path]:
@@ -275,7 +327,7 @@ def read_prompts(path: Path, text_column: str) -> list[tuple[int, str]]:
     if not path.is_file():
         raise DataError(f"prompt file {path} does not exist")
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         if path.suffix == ".txt":
@@ -286,7 +338,9 @@ def read_prompts(path: Path, text_column: str) -> list[tuple[int, str]]:
         except json.JSONDecodeError as error:
             raise DataError(f"{path}, line {number} is not valid JSON ({error})") from None
         if not isinstance(entry, dict) or not isinstance(entry.get(text_column), str):
-            raise DataError(f'{path}, line {number}: expected an object like {{"{text_column}": "a red bicycle"}}')
+            raise DataError(
+                f'{path}, line {number}: expected an object like {{"{text_column}": "a red bicycle"}}{TEXT_COLUMN_HINT}'
+            )
         prompts.append((number, entry[text_column]))
     if not prompts:
         raise DataError(f"prompt file {path} holds no prompts")

@@ -26,12 +26,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
@@ -40,6 +40,7 @@ from torch import Tensor
 
 from apexgen.config import require_positive
 from apexgen.data.fashion_mnist import DEFAULT_DATA_DIR, load_split
+from apexgen.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,16 @@ def inception_input(images: Tensor) -> Tensor:
 @torch.no_grad()
 def inception_features(images: Tensor, batch_size: int = 50, device: str | torch.device = "cpu") -> Tensor:
     """Pool features (N, 2048), float32 on the CPU, computed ``batch_size`` images at a time."""
-    network = inception().to(device)
+    network, started = inception().to(device), time.perf_counter()
+    starts = range(0, images.shape[0], batch_size)
     parts = [
         network(inception_input(images[i : i + batch_size].to(device)).contiguous(memory_format=torch.channels_last))
         .float()
         .cpu()
-        for i in range(0, images.shape[0], batch_size)
+        for i in progress_bar(starts, "Inception features", unit="batch", shown=len(starts) > 1)
     ]
+    if len(starts) > 1:
+        log.info("Inception features of %d images in %.0f s", images.shape[0], time.perf_counter() - started)
     return torch.cat(parts).reshape(-1, FEATURE_DIM)
 
 
@@ -140,6 +144,8 @@ def trace_sqrt_product(a: np.ndarray, b: np.ndarray, method: Literal["sqrtm", "e
         root_a = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
         middle = root_a @ b @ root_a
         return float(np.sqrt(np.linalg.eigvalsh((middle + middle.T) / 2).clip(min=0)).sum())
+    import scipy.linalg  # here: the settings (FIDConfig) load in a command's start-up without scipy
+
     root = scipy.linalg.sqrtm(a @ b)
     if not np.isfinite(root).all():  # singular product: regularise as pytorch-fid does
         offset = np.eye(a.shape[0]) * 1e-6

@@ -4,34 +4,30 @@ here; each command imports its module when it runs, so that ``apexgen --help`` s
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
+import time
 from pathlib import Path
 
 log = logging.getLogger("apexgen")
 
-# Exit codes, as in apexgen.cli: 2 = a setting is wrong, 3 = an input (model, data, run folder) is unusable.
-BAD_INPUT = 3
+# Exit codes (apexgen.cli.main maps errors to them): 2 = a setting is wrong, 3 = an input (model, data, run
+# folder) is unusable.
+BAD_SETTING, BAD_INPUT = 2, 3
+SAMPLE_GRID_IMAGES = 8  # apexgen sample --teacher: images in the grid without --images
+# A valid example of train's KEY=VALUE overrides (over a recipe; tests/test_cli.py loads it).
+TRAIN_OVERRIDE_EXAMPLE = "model.path=/models/sd35 data.path=/data/images out=runs/sd35 methods.apex.shift.a=-1"
 
 
-def reports_bad_input(command):
-    """Log an unusable model folder, data set or run folder as one clear line and exit with code 3."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        from apexgen.data.image_text import DataError
-        from apexgen.run.pipeline import PipelineError
-        from apexgen.run.train import RunError
-        from apexgen.train.checkpoint import CheckpointError
-
-        try:
-            return command(args)
-        except (PipelineError, DataError, RunError, CheckpointError) as error:
-            log.error("%s", error)
-            return BAD_INPUT
-
-    return run
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number ≥ 1 (a wrong one is refused with exit code 2, as a setting)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
 
 
 def run_config(args: argparse.Namespace):
@@ -65,21 +61,27 @@ def dry_run(config) -> None:
     print(format_estimate(chosen, every_method(config, transformer, processes), processes))
 
 
-@reports_bad_input
 def train_command(args: argparse.Namespace) -> int:
     config = run_config(args)
     if args.dry_run:
         dry_run(config)
         return 0
-    from apexgen.run.train import run_training
+    started = time.perf_counter()
+    from apexgen.run.train import SUMMARY_FILE, run_training
 
     result = run_training(config, resume=args.resume, overwrite=args.overwrite)
     if result.export is not None:
-        log.info("done: %d steps in %.0f s of training; export in %s", result.steps, result.seconds, result.export)
+        log.info(
+            "done in %.0f s: %d steps (%.0f s of training); export in %s, summary %s",
+            time.perf_counter() - started,
+            result.steps,
+            result.seconds,
+            result.export,
+            result.out / SUMMARY_FILE,
+        )
     return 0
 
 
-@reports_bad_input
 def export_command(args: argparse.Namespace) -> int:
     from apexgen.run.export import reexport
 
@@ -87,18 +89,81 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
-@reports_bad_input
 def sample_command(args: argparse.Namespace) -> int:
-    import torch
+    check_sample_arguments(args)
+    device = args.device or default_device()
+    if args.teacher is not None:
+        from apexgen.t2i.models import teacher_folder
+        from apexgen.t2i.sample import sample_grid
 
+        teacher = teacher_folder(Path(args.teacher) if args.teacher else None)
+        images = args.images or SAMPLE_GRID_IMAGES
+        sample_grid(teacher, args.lora, args.prompt, args.out, args.steps, images, args.seed, device)
+        return 0
     from apexgen.run.sample import run_sample
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype or ("bf16" if device == "cuda" else "fp32")
+    dtype = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
     run_sample(
-        args.model, args.lora, args.prompt, args.out, args.steps, args.images, args.seed, args.resolution, dtype, device
+        args.model,
+        args.lora,
+        args.prompt,
+        args.out,
+        args.steps,
+        args.images or 1,
+        args.seed,
+        args.resolution,
+        dtype,
+        device,
     )
     return 0
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_sample_arguments(args: argparse.Namespace) -> None:
+    """What ``apexgen sample`` can refuse before loading a model: the image file name, the device, options
+    that do not apply to the Fashion-MNIST teacher."""
+    from PIL import Image
+
+    from apexgen.config import ConfigError
+
+    Image.init()
+    writable = sorted(ext for ext, kind in Image.registered_extensions().items() if kind in Image.SAVE)
+    if args.out.suffix.lower() not in writable:
+        raise ConfigError(
+            "",
+            f"--out {args.out}: not an image file name (no image extension); give one such as "
+            f"{args.out.with_suffix('.png')} (.png, .jpg, .webp, ...)",
+        )
+    if args.teacher is not None and (args.resolution is not None or args.dtype is not None):
+        raise ConfigError(
+            "", "--resolution and --dtype apply to --model pipelines; the Fashion-MNIST teacher samples 32×32 in fp32"
+        )
+    if args.device is not None:
+        check_device(args.device)
+
+
+def check_device(name: str) -> None:
+    import torch
+
+    from apexgen.config import ConfigError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError("", f"--device {name}: not a device; use cpu or cuda (cuda:1 for the second GPU)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "",
+            f"--device {name}: no CUDA device is available here; use --device cpu, or leave --device out "
+            "(a GPU is used when there is one)",
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError("", f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s) here")
 
 
 def bench_command(args: argparse.Namespace) -> int:
@@ -136,7 +201,7 @@ def add_run_commands(commands) -> None:
     """Register the commands on ``apexgen``'s sub-parsers."""
     train = commands.add_parser("train", help="distil a real backbone (Qwen-Image, SANA, SD3, FLUX, Z-Image)")
     train.add_argument("--config", type=Path, help="YAML recipe (configs/*.yaml), merged over the defaults")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. model.path=/models/qwen out=runs/q")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"e.g. {TRAIN_OVERRIDE_EXAMPLE}")
     add_run_folder_arguments(train, "out")
     train.add_argument("--dry-run", action="store_true", help="print the settings and a memory estimate, then stop")
     train.set_defaults(run=train_command)
@@ -147,14 +212,31 @@ def add_run_commands(commands) -> None:
     export.set_defaults(run=export_command)
 
     sample = commands.add_parser("sample", help="sample an exported student with the stock diffusers pipeline")
-    sample.add_argument("--model", required=True, help="the base model: diffusers pipeline folder or hub id")
+    base = sample.add_mutually_exclusive_group(required=True)
+    base.add_argument("--model", help="the base model of an `apexgen train` export: pipeline folder or hub id")
+    base.add_argument(
+        "--teacher",
+        nargs="?",
+        const="",
+        help="the teacher of an `apexgen distill` export (a train-teacher folder; with no folder: the shipped one); "
+        "writes one PNG grid",
+    )
     sample.add_argument("--lora", "--export", dest="lora", type=Path, required=True, help="an apexgen export folder")
     sample.add_argument("--prompt", required=True)
     sample.add_argument("--steps", type=int, choices=(1, 2, 4), default=1)
-    sample.add_argument("--out", type=Path, default=Path("sample.png"), help="image file (several: <stem>_<i>.png)")
-    sample.add_argument("--images", type=int, default=1, help="images of the prompt, one seed each")
+    sample.add_argument(
+        "--out",
+        type=Path,
+        default=Path("sample.png"),
+        help="image file (--model with several images: <stem>_<i>.png; --teacher: one grid)",
+    )
+    sample.add_argument(
+        "--images",
+        type=at_least_one,
+        help=f"images of the prompt, one seed each (default: 1; {SAMPLE_GRID_IMAGES} with --teacher)",
+    )
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--resolution", type=int, help="image side in pixels (default: the pipeline's)")
+    sample.add_argument("--resolution", type=at_least_one, help="image side in pixels (default: the pipeline's)")
     sample.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: bf16 on a GPU, else fp32")
     sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sample.set_defaults(run=sample_command)

@@ -12,7 +12,7 @@ from apexgen.backbones.registry import BACKBONES
 from apexgen.config import ConfigError, require, require_non_negative
 from apexgen.data.config import DataConfig
 from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fits, uses_fake_network
-from apexgen.train.loop import OptimizerConfig, TrainConfig
+from apexgen.train.settings import OptimizerConfig, TrainConfig
 
 Dtype = Literal["fp32", "bf16", "fp16"]
 # The step counts whose σ grids the export records (apexgen.export.EXPORTED_STEPS).
@@ -37,11 +37,14 @@ class ModelConfig:
     fsdp: bool = False  # shard the method's copies of a fully fine-tuned model over the processes (FSDP2)
 
     def check(self) -> None:
+        known = ", ".join(BACKBONES)
         require(
-            self.backbone in BACKBONES,
+            bool(self.backbone),
             "backbone",
-            f"unknown backbone {self.backbone!r}; known backbones: {', '.join(BACKBONES)}",
+            f"required: the backbone of the model to distil, one of {known} (e.g. model.backbone=sd3 "
+            "model.path=/models/sd35), or a recipe that sets it (--config configs/sd35_lora.yaml)",
         )
+        require(self.backbone in BACKBONES, "backbone", f"unknown backbone {self.backbone!r}; known backbones: {known}")
         require(bool(self.path), "path", "set it to a local diffusers pipeline folder or a hub id, e.g. model.path=...")
         require(
             self.full_finetune or not self.fsdp,
@@ -91,6 +94,11 @@ class RunConfig:
     out: str = "runs/train"
 
     def check(self) -> None:
+        for name in ("model", "data"):  # a section left out keeps its default, which the loader does not check
+            try:
+                getattr(self, name).check()
+            except ConfigError as error:
+                raise error.under(name) from None
         require(self.method in STUDENT_METHODS, "method", f"got {self.method!r}; allowed: {', '.join(STUDENT_METHODS)}")
         self.check_batch()
         self.check_precision()

@@ -20,7 +20,7 @@ from apexgen.objectives.flow_matching import FlowMatchingConfig
 from apexgen.objectives.regression import RegressionConfig
 from apexgen.objectives.twinflow import TwinFlowConfig
 from apexgen.text import TextEncoderConfig
-from apexgen.train.loop import OptimizerConfig, TrainConfig
+from apexgen.train.settings import OptimizerConfig, TrainConfig
 
 TEXT_DIM = 384  # MiniLM's hidden size: the width of the prompt tokens and of the pooled vector
 GUIDANCE = 3.0  # the teacher's CFG scale, for sampling it and for every distillation target
@@ -129,7 +129,9 @@ class EvalConfig:
             f"must be ≥ {2 * held_out}: diversity needs 2 images for each of the {held_out} held-out prompts",
         )
         require_positive(self, "batch_size", "grid_seeds")
-        require(all(n > 0 for n in self.teacher_nfe + self.student_nfe), "teacher_nfe", "NFE values must be > 0")
+        for name in ("teacher_nfe", "student_nfe"):
+            values = getattr(self, name)
+            require(all(n > 0 for n in values), name, f"NFE values must be > 0, got {list(values)}")
         require(self.guidance >= 1, "guidance", f"must be ≥ 1 (1 = no guidance), got {self.guidance}")
 
 

@@ -3,6 +3,7 @@ same noise for every model (seeded per image index), in batches, timed."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -10,7 +11,10 @@ from typing import Literal
 import torch
 
 from apexgen.condition import TextCondition
+from apexgen.progress import progress_bar
 from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
+
+log = logging.getLogger(__name__)
 
 Sampler = Literal["teacher", "student"]
 IMAGE_SHAPE = (1, 32, 32)
@@ -22,10 +26,10 @@ class Generated:
     seconds_per_image: float
 
 
-def noise_for(indices: torch.Tensor, seed: int) -> torch.Tensor:
+def noise_for(indices: torch.Tensor, seed: int, shape: tuple[int, ...] = IMAGE_SHAPE) -> torch.Tensor:
     """The initial noise of image ``i`` depends only on (seed, i): every model starts from the same noise."""
     return torch.stack(
-        [torch.randn(IMAGE_SHAPE, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i))) for i in indices]
+        [torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i))) for i in indices]
     )
 
 
@@ -45,7 +49,9 @@ def generate(
     guidance > 1 evaluates the network twice)."""
     images, started = [], time.perf_counter()
     few_step_noise = torch.Generator().manual_seed(seed + 1)
-    for start in range(0, len(prompt_index), batch_size):
+    starts = range(0, len(prompt_index), batch_size)
+    name = f"{sampler}, NFE {nfe}"
+    for start in progress_bar(starts, f"generating ({name})", unit="batch", shown=len(starts) > 1):
         index = torch.arange(start, min(start + batch_size, len(prompt_index)))
         noise, cond = noise_for(index, seed), embeddings.rows(prompt_index[index])
         if sampler == "teacher":
@@ -56,4 +62,6 @@ def generate(
             x = few_step_sample(model, noise, cond, nfe, few_step_noise)
         images.append(x.clamp(-1, 1))
     seconds = time.perf_counter() - started
+    if len(starts) > 1:  # a long step (one batch is a preview grid: no line of its own)
+        log.info("generated %d images (%s) in %.0f s", len(prompt_index), name, seconds)
     return Generated(torch.cat(images), seconds / len(prompt_index))

@@ -43,6 +43,19 @@ def shipped_teacher() -> Path | None:
     return path if path is not None and (path / TRANSFORMER_FOLDER).is_dir() else None
 
 
+def teacher_folder(path: Path | None) -> Path:
+    """``path`` or, without one, the teacher that ships in the package (``--teacher`` of the commands)."""
+    if path is not None:
+        return path
+    shipped = shipped_teacher()
+    if shipped is None:
+        raise ModelFileError(
+            "no --teacher given and no teacher ships with this installation; train one with "
+            "`apexgen train-teacher --out runs/teacher` and pass --teacher runs/teacher"
+        )
+    return shipped
+
+
 def new_teacher(model: TeacherModelConfig, seed: int) -> SD3Backbone:
     with seeded_global_rng(seed):  # parameter initialisation
         return SD3Backbone.from_config(model.diffusers_config())
@@ -65,11 +78,49 @@ def load_teacher(directory: str | Path) -> SD3Backbone:
     try:
         teacher = SD3Backbone.from_pretrained(str(directory), subfolder=TRANSFORMER_FOLDER)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        mismatch = config_mismatch(folder)
+        if mismatch is not None:
+            raise ModelFileError(
+                f"the teacher's {folder / 'config.json'} does not match its weights ({mismatch}); the config was "
+                "edited or comes from another teacher: restore the config.json saved with these weights"
+            ) from None
         raise ModelFileError(
             f"the teacher in {folder} could not be read ({type(error).__name__}: "
             f"{str(error)[:300]}); the file is corrupt or truncated: retrain it or restore it"
         ) from None
     return teacher.requires_grad_(False).eval()
+
+
+def config_mismatch(folder: Path) -> str | None:
+    """How the weights in ``folder`` differ from what its config.json builds (tensor names and shapes, read
+    from the safetensors headers and a weightless model); None when they agree or cannot be read."""
+    from accelerate import init_empty_weights
+    from safetensors import safe_open
+
+    try:
+        stored = {}
+        for file in sorted(folder.glob("*.safetensors")):
+            with safe_open(file, framework="pt") as handle:
+                stored |= {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+        config = json.loads((folder / "config.json").read_text())
+        with init_empty_weights():
+            expected = SD3Backbone.from_config(config).transformer.state_dict()
+    except (OSError, ValueError, TypeError, SafetensorError):  # unreadable: the caller says corrupt
+        return None
+    if not stored:
+        return None
+    shapes = {name: tuple(tensor.shape) for name, tensor in expected.items()}
+    differ = [name for name in shapes.keys() & stored.keys() if shapes[name] != stored[name]]
+    missing, unexpected = sorted(shapes.keys() - stored.keys()), sorted(stored.keys() - shapes.keys())
+    if not (differ or missing or unexpected):
+        return None
+    found = [f"{len(differ)} of {len(shapes)} tensors differ in shape"] if differ else []
+    if differ:
+        name = sorted(differ)[0]
+        found[0] += f", e.g. {name}: {stored[name]} in the weights, {shapes[name]} by config.json"
+    found += [f"{len(missing)} missing from the weights, e.g. {missing[0]}"] if missing else []
+    found += [f"{len(unexpected)} not in the model config.json describes, e.g. {unexpected[0]}"] if unexpected else []
+    return "; ".join(found)
 
 
 def make_student(teacher_dir: str | Path, config: DistillConfig, methods: MethodsConfig | None = None) -> Networks:

@@ -9,11 +9,12 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
 from apexgen.config import to_dict
 from apexgen.data.text_images import fashion_mnist_stream
-from apexgen.export import export_full, export_lora
+from apexgen.export import TRANSFORMER_FOLDER, export_full, export_lora
 from apexgen.objectives import build_objective
 from apexgen.seeding import seeded_global_rng
 from apexgen.t2i.config import T2IConfig
@@ -62,6 +63,7 @@ def start(trainer: Trainer, out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    started = time.perf_counter()
     check_run_folder(out, resume, overwrite)
     encoder = text_encoder(config.text)
     teacher = new_teacher(config.model, config.teacher.seed)
@@ -97,7 +99,13 @@ def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite:
             },
         )
         preview(config.teacher.steps)
-    log.info("teacher saved to %s", out)
+    log.info(
+        "done in %.0f s: the teacher in %s (weights in %s, previews in %s)",
+        time.perf_counter() - started,
+        out,
+        out / TRANSFORMER_FOLDER,
+        out / "previews",
+    )
     return result
 
 
@@ -105,6 +113,7 @@ def distill(
     config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = False, overwrite: bool = False
 ) -> TrainResult:
     """Distil ``config.distill.method`` from the teacher in ``teacher_dir``; the export lands in out/export."""
+    started = time.perf_counter()
     check_run_folder(out, resume, overwrite)
     settings = config.distill
     encoder = text_encoder(config.text)
@@ -149,4 +158,13 @@ def distill(
         "config": to_dict(config),
     }
     (out / "distill.json").write_text(json.dumps(summary, indent=1))
+    log.info(
+        "done in %.0f s: %s student in %s (export in %s, summary %s, previews in %s)",
+        time.perf_counter() - started,
+        settings.method,
+        out,
+        export.directory,
+        out / "distill.json",
+        out / "previews",
+    )
     return result

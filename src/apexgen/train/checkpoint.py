@@ -145,7 +145,7 @@ def load(
                 f"checkpoint {path} is incomplete: {name} is missing; delete {path} to resume from the previous "
                 "checkpoint"
             )
-    trainer = json.loads((path / "trainer.json").read_text())
+    trainer = read_trainer_state(path / "trainer.json")
     if trainer["world_size"] != distributed.world_size:
         raise CheckpointError(
             f"{path} was written by {trainer['world_size']} process(es), this run has "
@@ -169,6 +169,27 @@ def load(
         trainer.get("train_seconds", 0.0),
         trainer.get("total_steps"),
     )
+
+
+TRAINER_KEYS = ("step", "world_size", "history")  # what every trainer.json holds (older ones lack the rest)
+
+
+def read_trainer_state(path: Path) -> dict[str, Any]:
+    """``trainer.json``, checked: a file cut short or overwritten is named with the fix, not a JSON traceback."""
+    try:
+        trainer = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({type(error).__name__}: {error}); delete its folder to resume from "
+            "the previous checkpoint"
+        ) from None
+    missing = [key for key in TRAINER_KEYS if key not in trainer] if isinstance(trainer, dict) else list(TRAINER_KEYS)
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a checkpoint's trainer state (no {', '.join(missing)}); delete its folder to resume "
+            "from the previous checkpoint"
+        )
+    return trainer
 
 
 def check_continuation(path: Path, state: TrainerState, total_steps: int, steps_key: str, decay: str) -> None:

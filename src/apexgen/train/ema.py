@@ -8,8 +8,6 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from apexgen.train.sharding import copy_whole
-
 
 @torch.no_grad()
 def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
@@ -48,6 +46,8 @@ class ParameterEMA:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore whole averages (the EMA of a sharded model keeps its own shard of each)."""
+        from apexgen.train.sharding import copy_whole  # here: torch.distributed loads only when it is needed
+
         self.updates = state["updates"]
         with torch.no_grad():
             for name, value in state["shadow"].items():

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from apexgen.batch import DataStream
 from apexgen.memory import MIB, current_bytes
 from apexgen.objectives.base import Objective
+from apexgen.progress import progress_bar, progress_shown
 from apexgen.train import checkpoint
 from apexgen.train.distributed import Distributed
 from apexgen.train.ema import ParameterEMA
@@ -173,7 +174,7 @@ class Trainer:
                     output = self.objective.loss(group, batch, self.generator)
                 with self.ledger.section("backward"):
                     (output.loss / config.accumulation).backward()
-                check_finite(output.loss, group, step, self.description)
+                check_finite(output.loss, group, step, self.description, first=step == self.start_step)
                 for name, value in [*output.terms.items(), *output.diagnostics.items()]:
                     values[f"{group}/{name}"] += float(value) / config.accumulation
         with self.ledger.section("optimizer"):
@@ -205,12 +206,12 @@ class Trainer:
     def run(self) -> TrainResult:
         config, main = self.config, self.distributed.is_main
         if self.start_step == 0:
-            self.objective.prepare(self.data, self.generator)
+            self.prepare()
         self.segment_started, start_bytes = time.perf_counter(), current_bytes(self.device)
         bar = tqdm(
             range(self.start_step, config.steps),
             desc=self.description,
-            disable=not (config.progress and main),
+            disable=not (config.progress and main and progress_shown()),
             initial=self.start_step,
             total=config.steps,
             dynamic_ncols=True,
@@ -226,6 +227,17 @@ class Trainer:
                 if signal_number:
                     self.stop(done, signal_number, saved)
         return self.finish(start_bytes)
+
+    def prepare(self) -> None:
+        """The objective's work before the first step (e.g. the regression pool of teacher endpoints), with a
+        bar of the data rows it draws and a closing line when it drew any."""
+        started, shown = time.perf_counter(), self.config.progress and self.distributed.is_main
+        with progress_bar(description=f"{self.description}: preparing", unit="row", shown=shown) as bar:
+            self.objective.prepare(CountedStream(self.data, bar), self.generator)
+        if bar.n:
+            log.info(
+                "%s: prepared in %.0f s from %d rows of data", self.description, time.perf_counter() - started, bar.n
+            )
 
     def record(self, done: int, values: dict[str, float], bar, board) -> None:
         """Log the step's values (every ``log_every`` steps, at the last and whenever there are diagnostics)."""
@@ -286,12 +298,45 @@ class Trainer:
             self.ledger.write(self.out_dir)
 
 
-def check_finite(loss: torch.Tensor, group: str, step: int, description: str) -> None:
-    if not math.isfinite(loss.item()):
-        raise FloatingPointError(
-            f"{description}: loss of group '{group}' is {loss.item()} at step {step + 1}; "
-            "lower optimizer.lr or enable optimizer.grad_clip"
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or infinite; ``at_first_step``: at the first step of the run (or of its resumed
+    segment), where no update of this run has acted yet, so the inputs are to blame rather than the settings."""
+
+    def __init__(self, message: str, at_first_step: bool):
+        super().__init__(message)
+        self.at_first_step = at_first_step
+
+
+def check_finite(loss: torch.Tensor, group: str, step: int, description: str, first: bool = False) -> None:
+    if math.isfinite(loss.item()):
+        return
+    where = f"{description}: loss of group '{group}' is {loss.item()} at step {step + 1}"
+    if first:
+        raise NonFiniteLoss(
+            f"{where}, the first step of this run, so not a learning-rate problem: the model's "
+            "weights (the teacher, base model or checkpoint) or the data may be corrupt (NaN or infinite values): "
+            "check or restore them",
+            at_first_step=True,
         )
+    raise NonFiniteLoss(f"{where}; lower optimizer.lr or enable optimizer.grad_clip", at_first_step=False)
+
+
+class CountedStream(DataStream):
+    """A data stream whose every batch drawn moves a progress bar by its rows."""
+
+    def __init__(self, stream: DataStream, bar):
+        self.stream, self.bar = stream, bar
+
+    def __next__(self):
+        batch = next(self.stream)
+        self.bar.update(batch.size)
+        return batch
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state)
 
 
 @contextmanager

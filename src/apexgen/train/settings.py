@@ -20,6 +20,9 @@ class OptimizerConfig:
     decay: Literal["constant", "cosine"] = "constant"  # after warm-up
 
     def check(self) -> None:
+        for name in ("lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            require(math.isfinite(value), name, f"must be a finite number, got {value}")
         require_positive(self, "lr")
         require_non_negative(self, "weight_decay", "grad_clip", "warmup_steps")
         require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
