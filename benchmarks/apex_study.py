@@ -113,6 +113,24 @@ ROWS: dict[str, list[Row]] = {
             "method.apex.weight_regression=1",
         ),
     ],
+    "long": [
+        row("dmd2", method="dmd2", budgets=(3000,)),
+        row("regression", method="regression", budgets=(3000,)),
+        row(
+            "apex_private_k5",
+            *PRIVATE,
+            "method.apex.fake_updates=5",
+            "method.apex.fake_warmup=0",
+            *LAG,
+            budgets=(3000,),
+        ),
+        row("apex_today", *LAG, budgets=(3000,)),
+    ],
+    "combinations": [
+        row("apex_regression4_guidance1.5", "method.apex.weight_regression=4", "method.apex.real_guidance=1.5"),
+        row("apex_regression8", "method.apex.weight_regression=8"),
+        row("apex_regression4", "method.apex.weight_regression=4", *LAG, budgets=(3000,)),
+    ],
     "table6": [
         row("paper_fake_only", "method.apex.preset=paper", "method.apex.weight_anchor=0"),
         row("paper_mix_only", "method.apex.preset=paper", "method.apex.weight_fake=0"),

@@ -14,7 +14,7 @@ from torch import nn
 
 from apexgen.backbones.lora import check_rank, target_pattern
 from apexgen.backbones.registry import backbone_spec
-from apexgen.objectives import STUDENT_METHODS
+from apexgen.objectives import STUDENT_METHODS, uses_fake_network
 from apexgen.run.config import RunConfig
 from apexgen.train.sharding import blocks
 
@@ -116,8 +116,8 @@ def lora_rows(config: RunConfig, total: int, frozen: int, lora: int, feature_dim
     rows = [EstimateRow(f"frozen base ({dtype}; the teacher: adapter off)", total, frozen)]
     rows.append(EstimateRow("student LoRA (fp32 + grad + AdamW)", lora, TRAINABLE))
     copies = "1 base, 1 adapter"
-    if method == "dmd2":
-        rows.append(EstimateRow("fake-score LoRA, 2nd adapter (fp32 + grad + AdamW)", lora, TRAINABLE))
+    if uses_fake_network(method, config.methods):
+        rows.append(EstimateRow("fake-network LoRA, 2nd adapter (fp32 + grad + AdamW)", lora, TRAINABLE))
         copies = "1 base, 2 adapters"
     if method == "consistency":
         rows += [
@@ -137,9 +137,9 @@ def full_rows(config: RunConfig, total: int, frozen: int, feature_dim: int, shar
     rows = [EstimateRow("student (fp32 + grad + AdamW)", total, TRAINABLE, shards)]
     rows.append(EstimateRow(f"frozen teacher copy ({dtype})", total, frozen, shards))
     copies = "2 (student, teacher)"
-    if method == "dmd2":
-        rows.append(EstimateRow("fake-score copy (fp32 + grad + AdamW)", total, TRAINABLE, shards))
-        copies = "3 (student, teacher, fake score)"
+    if uses_fake_network(method, config.methods):
+        rows.append(EstimateRow("fake-network copy (fp32 + grad + AdamW)", total, TRAINABLE, shards))
+        copies = "3 (student, teacher, fake network)"
     if method == "consistency":
         rows.append(EstimateRow("EMA target (fp32)", total, FP32, shards))
         copies = "3 (student, teacher, EMA target)"
@@ -157,7 +157,7 @@ def shared_rows(
         settings = getattr(config.methods, method)
         if settings.needs_reference() and settings.reference == "ema":
             rows += reference + [EstimateRow("EMA reference (fp32)", trainable, FP32, shards)]
-        if settings.fake_updates:
+        if settings.fake_updates and settings.fake_network == "shared":
             rows.append(EstimateRow("AdamW state of the fake-branch updates", trainable, ADAMW_STATES, shards))
     if method == "dmd2" and config.methods.dmd2.uses_discriminator:
         rows.append(EstimateRow("discriminator head (fp32 + grad + AdamW)", head_parameters(feature_dim), TRAINABLE))
