@@ -119,18 +119,18 @@ ROWS: dict[str, list[Row]] = {
         ),
     ],
     "long": [
-        row("regression", method="regression", budgets=(2000,)),
-        row("apex_regression4", "method.apex.weight_regression=4", *LAG, budgets=(2000,)),
-        row("dmd2", method="dmd2", budgets=(2000,)),
+        row("regression", method="regression", budgets=(3000,)),
+        row("apex_regression4", "method.apex.weight_regression=4", *LAG, budgets=(3000,)),
+        row("dmd2", method="dmd2", budgets=(3000,)),
         row(
             "apex_private_k5",
             *PRIVATE,
             "method.apex.fake_updates=5",
             "method.apex.fake_warmup=0",
             *LAG,
-            budgets=(2000,),
+            budgets=(3000,),
         ),
-        row("apex_today", *LAG, budgets=(2000,)),
+        row("apex_today", *LAG, budgets=(3000,)),
     ],
     "combinations": [
         row("apex_regression4_guidance1.5", "method.apex.weight_regression=4", "method.apex.real_guidance=1.5"),

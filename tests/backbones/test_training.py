@@ -12,10 +12,11 @@ from apexgen.objectives import MethodsConfig, build_objective
 from apexgen.objectives.apex import APEXConfig
 from apexgen.train.loop import TrainConfig, Trainer
 from tests.backbones.tiny import NAMES, RandomLatents, latents, text_condition, tiny_backbone
+from tests.methods import default_methods
 
 TRAIN = TrainConfig(steps=2, batch_size=4, log_every=1, progress=False)
 METHODS = {
-    "default": MethodsConfig(),
+    "default": default_methods(),
     # the real branch and a CFG-enhanced anchor from the teacher, so the teacher is actually run
     "reference": MethodsConfig(apex=APEXConfig(real_velocity="reference", enhanced_ratio=0.5)),
 }

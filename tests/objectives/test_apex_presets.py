@@ -5,7 +5,7 @@ import pytest
 
 from apexgen.cli import main
 from apexgen.config import ConfigError, build, load, parse_overrides
-from apexgen.objectives import MethodsConfig
+from apexgen.objectives import MethodsConfig, endpoint_pool_size
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.twinflow import TwinFlowConfig
 from apexgen.t2i.config import GUIDANCE, T2IConfig
@@ -39,6 +39,17 @@ def test_ours_is_the_default_of_every_job():
     assert MethodsConfig().apex.preset == "ours"
     assert T2IConfig().method.apex.preset == "ours"
     assert T2IConfig().method.apex == APEXConfig.from_preset("ours", real_guidance=GUIDANCE)
+
+
+def test_ours_is_the_shared_branch_with_a_regression_anchor_whose_pool_is_reported():
+    ours = APEXConfig.from_preset("ours")
+    assert (ours.fake_network, ours.weight_generator, ours.fake_warmup, ours.weight_regression) == ("shared", 4, 50, 4)
+    pool = endpoint_pool_size("apex", T2IConfig().method)
+    assert (pool.pairs, pool.steps, pool.guidance, pool.teacher_forwards) == (2048, 25, GUIDANCE, 2048 * 25 * 2)
+    assert "102,400 per-sample teacher forwards" in pool.describe()
+    assert "apex.weight_regression=0: no pool" in pool.describe()
+    without = MethodsConfig(apex=build(APEXConfig, {"preset": "ours", "weight_regression": 0}))
+    assert endpoint_pool_size("apex", without) is None and endpoint_pool_size("dmd2", MethodsConfig()) is None
 
 
 def test_keys_next_to_a_preset_override_it_and_the_job_keeps_its_guidance():

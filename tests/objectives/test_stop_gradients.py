@@ -15,6 +15,7 @@ from apexgen.objectives.dmd2 import DMD2Config
 from apexgen.objectives.regression import RegressionConfig
 from apexgen.train.loop import only_group_trainable
 from tests.conftest import tiny_mlp, toy_batch
+from tests.methods import default_methods
 
 
 class Spy(nn.Module):
@@ -38,7 +39,7 @@ class Spy(nn.Module):
 
 
 METHOD_VARIANTS = {
-    "apex dmd": ("apex", MethodsConfig()),
+    "apex dmd": ("apex", default_methods()),
     "apex mix+dmd, reference with CFG": (
         "apex",
         MethodsConfig(

@@ -33,7 +33,8 @@ class ModelFolders:
 
 
 def train_arguments(name: str, model: Path, data: Path, out: Path, *overrides: str) -> list[str]:
-    """``apexgen train`` of 2 APEX steps with a rank-4 LoRA, fp32, checkpoints and previews every step."""
+    """``apexgen train`` of 2 APEX steps with a rank-4 LoRA, fp32, a pool of 4 teacher endpoints,
+    checkpoints and previews every step."""
     return [
         "train",
         f"model.backbone={name}",
@@ -52,6 +53,8 @@ def train_arguments(name: str, model: Path, data: Path, out: Path, *overrides: s
         "train.preview_every=1",
         "train.progress=false",
         "train.tensorboard=false",
+        "methods.apex.regression_pairs=4",  # the regression anchor's pool of teacher endpoints
+        "methods.apex.regression_steps=2",
         f"samples.prompts={PROMPTS}",
         f"out={out}",
         *overrides,

@@ -21,8 +21,9 @@ STOCK_TOLERANCE = 1e-4
 
 
 def tiny(tmp: Path) -> list[str]:
-    """Settings that keep every stage to seconds: a 1-block model, a 64-image data subset, 120 evaluation
-    images (2 per held-out prompt), a small classifier, caches inside the test's folder."""
+    """Settings that keep every stage to seconds: a 1-block model, a 64-image data subset, a pool of 8
+    teacher endpoints, 120 evaluation images (2 per held-out prompt), a small classifier, caches inside the
+    test's folder."""
     return [
         "model.num_layers=1",
         "model.num_attention_heads=2",
@@ -39,6 +40,8 @@ def tiny(tmp: Path) -> list[str]:
         "distill.train.preview_every=0",
         "distill.lora.rank=4",
         "distill.lora.alpha=4",
+        "method.apex.regression_pairs=8",  # the regression anchor's pool of teacher endpoints
+        "method.apex.regression_steps=2",
         "eval.fid.samples=120",
         "eval.batch_size=60",
         "eval.grid_seeds=2",

@@ -20,13 +20,14 @@ from apexgen.students import prepare_networks
 from apexgen.train.distributed import Distributed
 from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer
 from tests.backbones.tiny import RandomLatents, tiny_backbone
+from tests.methods import default_methods
 
 STEPS, STOP = 4, 2
 # Small enough that the norm clipping acts at every step, so that it is compared too.
 GRAD_CLIP = 0.05
 CASES = {
     # the default APEX (the teacher as reference; condition shift by a forward hook), an EMA of the student
-    "apex": ("apex", MethodsConfig(), {"ema_decay": 0.5}),
+    "apex": ("apex", default_methods(), {"ema_decay": 0.5}),
     # an EMA reference (a sharded copy of the student) and a second optimiser on the same weights
     "apex_ema_reference": ("apex", MethodsConfig(apex=APEXConfig(reference="ema", fake_updates=1)), {}),
     # a sharded trainable fake score; the student and the fake score frozen in turn
@@ -34,7 +35,7 @@ CASES = {
     "consistency": ("consistency", MethodsConfig(), {}),
     "regression": ("regression", MethodsConfig(regression=RegressionConfig(pairs=8, teacher_steps=2)), {}),
     # blocks recomputed in backward (model.gradient_checkpointing)
-    "apex_checkpointing": ("apex", MethodsConfig(), {}),
+    "apex_checkpointing": ("apex", default_methods(), {}),
 }
 CHECKPOINTING = ("apex_checkpointing",)
 

@@ -178,7 +178,8 @@ def test_the_regression_pool_before_training_shows_progress_and_a_closing_line(c
     trainer, _ = make_trainer("regression", None, dataclasses.replace(CONFIG, steps=1, progress=True))
     with caplog.at_level(logging.INFO, logger="apexgen.train.loop"):
         trainer.run()
-    assert "train: preparing" in capsys.readouterr().err
+    bars = capsys.readouterr().err
+    assert "train: preparing:" in bars and " 0/32 [" in bars  # the bar's total: the pool's size
     assert "train: prepared in" in caplog.text and "from 32 rows of data" in caplog.text
     quiet, _ = make_trainer("regression", None, dataclasses.replace(CONFIG, steps=1))  # train.progress=false
     quiet.run()

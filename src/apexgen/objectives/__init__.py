@@ -68,6 +68,40 @@ def schedule_of(name: str, methods: MethodsConfig) -> Callable[[int], list[str]]
     return config.schedule if hasattr(config, "schedule") else lambda step: ["student"]
 
 
+@dataclass(frozen=True)
+class EndpointPoolSize:
+    """The pool of teacher ODE endpoints a method draws before its first update (regression, APEX's anchor)."""
+
+    pairs: int
+    steps: int
+    guidance: float
+    keys: str  # the method's settings of the pool's size
+
+    @property
+    def teacher_forwards(self) -> int:
+        return self.pairs * self.steps * (2 if self.guidance > 1 else 1)
+
+    def describe(self) -> str:
+        return (
+            f"before the first update the teacher draws a pool of {self.pairs:,} endpoints ({self.steps} Euler "
+            f"steps, CFG {self.guidance:g}): {self.teacher_forwards:,} per-sample teacher forwards; "
+            f"its size: {self.keys}"
+        )
+
+
+def endpoint_pool_size(name: str, methods: MethodsConfig) -> EndpointPoolSize | None:
+    """The method's pool of teacher endpoints, or None when it draws none."""
+    check_method(name)
+    if name == "regression":
+        config = methods.regression
+        return EndpointPoolSize(config.pairs, config.teacher_steps, config.guidance, "regression.pairs, .teacher_steps")
+    if name == "apex" and methods.apex.weight_regression > 0:
+        config = methods.apex
+        keys = "apex.regression_pairs, .regression_steps (apex.weight_regression=0: no pool)"
+        return EndpointPoolSize(config.regression_pairs, config.regression_steps, config.real_guidance, keys)
+    return None
+
+
 def check_method(name: str) -> str:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; allowed methods: {', '.join(METHODS)}")

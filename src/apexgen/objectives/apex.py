@@ -77,6 +77,10 @@ class APEX(Objective):
             held["fake"] = self.fake
         return held
 
+    def preparation_rows(self) -> int:
+        needs_pool = self.endpoints is not None and self.endpoints.pool is None
+        return self.config.regression_pairs if needs_pool else 0
+
     def prepare(self, batches, rng: torch.Generator) -> None:
         """The pool of teacher endpoints of the regression anchor, when it is on (and not restored)."""
         if self.endpoints is not None and self.endpoints.pool is None:

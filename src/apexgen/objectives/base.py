@@ -170,5 +170,9 @@ class Objective(nn.Module, ABC):
         change training (``rng`` is their own generator). None by default."""
         return {}
 
+    def preparation_rows(self) -> int:
+        """How many data rows ``prepare`` will draw (0: none, or not known): the total of its progress bar."""
+        return 0
+
     def prepare(self, batches, generator: torch.Generator) -> None:
         """Called once before training (e.g. to precompute teacher endpoints)."""

@@ -71,6 +71,9 @@ class Regression(Objective):
     def networks(self) -> dict[str, nn.Module]:
         return {"student": self.student, "teacher": self._teacher[0]}
 
+    def preparation_rows(self) -> int:
+        return self.config.pairs if self.pool is None else 0
+
     def prepare(self, batches: Iterator[Batch], generator: torch.Generator) -> None:
         """Fill the pool: conditions from the data stream, noise from ``generator``, x0 from the teacher."""
         if self.pool is None:  # else restored from a checkpoint

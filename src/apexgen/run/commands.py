@@ -44,9 +44,13 @@ def dry_run(config) -> None:
     import yaml
 
     from apexgen.config import to_dict
+    from apexgen.objectives import endpoint_pool_size
     from apexgen.run.estimate import estimate, every_method, format_estimate, meta_transformer
 
     print(yaml.safe_dump(to_dict(config), sort_keys=False))
+    pool = endpoint_pool_size(config.method, config.methods)
+    if pool is not None:
+        print(f"{pool.describe()}\n")
     try:
         transformer = meta_transformer(config.model.backbone, config.model.path)
     except Exception as error:  # a hub id offline, a folder without transformer/config.json, ...

@@ -232,8 +232,10 @@ class Trainer:
         """The objective's work before the first step (e.g. the regression pool of teacher endpoints), with a
         bar of the data rows it draws and a closing line when it drew any."""
         started, shown = time.perf_counter(), self.config.progress and self.distributed.is_main
-        with progress_bar(description=f"{self.description}: preparing", unit="row", shown=shown) as bar:
-            self.objective.prepare(CountedStream(self.data, bar), self.generator)
+        total = self.objective.preparation_rows() or None
+        with progress_bar(description=f"{self.description}: preparing", total=total, unit="row", shown=shown) as bar:
+            with self.autocast():  # the networks in training's precision (bf16 weights need it)
+                self.objective.prepare(CountedStream(self.data, bar), self.generator)
         if bar.n:
             log.info(
                 "%s: prepared in %.0f s from %d rows of data", self.description, time.perf_counter() - started, bar.n
