@@ -14,8 +14,7 @@ from apexgen.cli import build_parser, main
 from apexgen.config import load, load_yaml, parse_overrides
 from apexgen.known_warnings import DropMessages, silence_known_warnings
 from apexgen.run.config import RunConfig
-from apexgen.t2i.config import T2IConfig
-from apexgen.t2i.demo import DEMO
+from apexgen.t2i.config import DEMO, T2IConfig
 from apexgen.toy.benchmark import ToyConfig
 
 RECIPES = Path(__file__).parents[1] / "configs"
@@ -84,9 +83,10 @@ def test_each_commands_help_example_is_valid_for_that_command(command):
         load(T2IConfig, DEMO if command == "demo" else {}, example)
 
 
-def test_a_failing_config_is_told_before_torch_diffusers_or_peft_load():
+@pytest.mark.parametrize("command", ["distill", "demo"])
+def test_a_failing_config_is_told_before_torch_diffusers_or_peft_load(command):
     program = (
-        "import sys; from apexgen.cli import main; code = main(['distill', 'method.apex.mix_lambda=5']); "
+        f"import sys; from apexgen.cli import main; code = main(['{command}', 'method.apex.mix_lambda=5']); "
         "print(code, sorted(name for name in ('diffusers', 'peft', 'transformers', 'scipy') if name in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)

@@ -184,13 +184,15 @@ def split_students(words: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from apexgen.t2i.demo import DEMO, run_demo
-    from apexgen.t2i.models import shipped_teacher
+    from apexgen.t2i.config import DEMO
 
-    config = t2i_config(args, DEMO)
+    config = t2i_config(args, DEMO)  # before the heavy imports: a bad setting fails in a second
     if args.dry_run:
         print_config(config)
         return 0
+    from apexgen.t2i.demo import run_demo
+    from apexgen.t2i.models import shipped_teacher
+
     run_demo(config, args.teacher or shipped_teacher(), args.out, " ".join(["apexgen", *sys.argv[1:]]))
     return 0
 

@@ -147,3 +147,12 @@ class T2IConfig:
 
     def check(self) -> None:
         require_batch_fits(self.distill.method, self.method, self.distill.train.batch_size, "distill.train.batch_size")
+
+
+# The demo's settings over the defaults: a short distillation and a small evaluation. On 2 CPU cores the
+# Inception network embeds only about 5 images per second, so FID here uses 300 images per row (biased
+# upward and noisier than the benchmark's; benchmarks/t2i_fashion_mnist.md has those).
+DEMO = {
+    "distill": {"train": {"steps": 300, "checkpoint_every": 100, "preview_every": 100}},
+    "eval": {"fid": {"samples": 300}, "teacher_nfe": [1, 4, 50], "student_nfe": [1, 2]},
+}

@@ -1,6 +1,6 @@
 """``apexgen demo``: the main job in one command. The teacher (shipped in the package, or trained first),
 APEX distillation as a LoRA, evaluation of the teacher and the student on the held-out prompts, and the
-report, with settings sized for about a quarter of an hour on 2 CPU cores (``DEMO``)."""
+report, with settings sized for about a quarter of an hour on 2 CPU cores (``t2i.config.DEMO``)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,6 @@ from apexgen.t2i.report import write_report
 from apexgen.t2i.train import distill, train_teacher
 
 log = logging.getLogger(__name__)
-
-# The demo's settings over the defaults: a short distillation and a small evaluation. On 2 CPU cores the
-# Inception network embeds only about 5 images per second, so FID here uses 300 images per row (biased
-# upward and noisier than the benchmark's; benchmarks/t2i_fashion_mnist.md has those).
-DEMO = {
-    "distill": {"train": {"steps": 300, "checkpoint_every": 100, "preview_every": 100}},
-    "eval": {"fid": {"samples": 300}, "teacher_nfe": [1, 4, 50], "student_nfe": [1, 2]},
-}
 
 
 def run_demo(config: T2IConfig, teacher_dir: Path | None, out: Path, command: str) -> Path:
