@@ -158,6 +158,7 @@ ROWS: dict[str, list[Row]] = {
             "method.apex.paper.fake_time=fresh",
         ),
         row("paper_cap100", "method.apex.preset=paper", "method.apex.mix_weight_cap=100"),
+        row("paper_uniform", "method.apex.preset=paper", "method.apex.mix_weighting=uniform"),
     ],
 }
 
