@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict] = {
         "slices": {"generator": 1.0, "anchor": 0.0, "fake": 0.0},
     },
     "regression anchor 1": {"weight_regression": 1.0, "regression_pairs": 4096, "regression_steps": 50},
+    "preset ours": {"preset": "ours"},
+    "preset ours, fake warm-up 250": {"preset": "ours", "fake_warmup": 250},
 }
 # Rival methods with their toy defaults, run next to the variants from the same teachers and budget.
 RIVALS = ("twinflow", "dmd2", "consistency", "regression")
