@@ -11,7 +11,7 @@ from torch import nn
 
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import AdapterView, FrozenBase, LoRAConfig, add_lora
-from apexgen.objectives import MethodsConfig, uses_fake_network
+from apexgen.objectives import MethodsConfig, needs_teacher, uses_fake_network
 
 FAKE_ADAPTER = "fake"
 
@@ -19,7 +19,7 @@ FAKE_ADAPTER = "fake"
 @dataclass
 class Networks:
     student: DiffusersBackbone
-    teacher: nn.Module
+    teacher: nn.Module | None  # None: a fully fine-tuned method that reads no teacher
     fake: nn.Module | None = None  # a method's own fake network; None: build_objective copies the teacher
 
 
@@ -32,13 +32,15 @@ def prepare_networks(
 ) -> Networks:
     """``model`` (the loaded teacher) becomes the student: with a LoRA adapter (and, for a method with a fake
     network of its own, DMD2 or APEX with fake_network='private' in ``methods``, a second one), or fully
-    trainable next to a frozen copy of itself."""
+    trainable next to a frozen copy of itself when the method reads a teacher (``needs_teacher``)."""
+    methods = methods or MethodsConfig()
     if full_finetune:
-        teacher = copy.deepcopy(model).requires_grad_(False).eval()
+        keeps_teacher = needs_teacher(method, methods)
+        teacher = copy.deepcopy(model).requires_grad_(False).eval() if keeps_teacher else None
         return Networks(model.requires_grad_(True).train(), teacher)
     add_lora(model, lora)
     fake = None
-    if uses_fake_network(method, methods or MethodsConfig()):
+    if uses_fake_network(method, methods):
         add_lora(model, lora, adapter_name=FAKE_ADAPTER)
         fake = AdapterView(model, FAKE_ADAPTER)
     return Networks(model.train(), FrozenBase(model), fake)

@@ -60,6 +60,18 @@ def uses_fake_network(name: str, methods: MethodsConfig) -> bool:
     return name in ("apex", "twinflow") and getattr(methods, name).fake_network == "private"
 
 
+def needs_teacher(name: str, methods: MethodsConfig) -> bool:
+    """Whether the method reads a frozen teacher: every distillation method but APEX without a reference
+    (the ``paper`` preset) or with an EMA one; flow matching fine-tunes on data alone. A fake network of its
+    own (``uses_fake_network``) starts as a copy of the teacher."""
+    if name == "flow_matching":
+        return False
+    if name in ("apex", "twinflow"):
+        config = getattr(methods, name)
+        return uses_fake_network(name, methods) or (config.needs_reference() and config.reference == "teacher")
+    return True
+
+
 def schedule_of(name: str, methods: MethodsConfig) -> Callable[[int], list[str]]:
     """The method's schedule (the parameter groups it updates at each step) without building it, e.g. to
     give every method the same budget of optimiser updates (``objectives.base.steps_for_budget``)."""

@@ -1,32 +1,49 @@
 """``apexgen bench``: every method on the same random-init backbone and the same batches (random latents and
 text conditions), a few steps each through the shared :class:`Trainer`, side by side: mean step time (the
-first step excluded, from the ledger), the weights each method holds, the training peak memory above them
-(CUDA allocator on a GPU, process RSS on a CPU: approximate there), trainable and held parameters.
+first step excluded, from the ledger), the training peak memory above the loaded model (CUDA allocator on a
+GPU, the process's resident-set high-water mark on a CPU) next to the breakdown that predicts it
+(``run.bench_memory``), trainable and held parameters.
 
-Without ``--lora`` every method fine-tunes the whole model (next to a frozen teacher copy). With it every
-method trains a LoRA; DMD2 runs twice: with its fake score as a second adapter (one base, two adapters) and
-with the fake score as a full trainable copy, DMD2's own three-network layout."""
+Each method runs in a **fresh process** (``processes="fresh"``): it loads the model, and its peak is measured
+above that process's memory after loading, so that one method's allocations cannot hide another's.
+``processes="shared"`` runs them one after another in this process (quick checks; the memory figures are
+then only rough).
+
+Without ``--lora`` every method fine-tunes the whole model (next to a frozen teacher copy when it reads
+one: APEX's ``paper`` preset does not). With it every method trains a LoRA; DMD2 runs twice: with its fake
+score as a second adapter (one base, two adapters) and with the fake score as a full trainable copy,
+DMD2's own three-network layout. APEX runs in each preset."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import gc
-import json
 import logging
-import platform
-from dataclasses import asdict, dataclass
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import LoRAConfig
 from apexgen.backbones.registry import backbone_spec
 from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
+from apexgen.config import ConfigError
+from apexgen.memory import PeakMemory, current_bytes
 from apexgen.objectives import MethodsConfig, build_objective
+from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.base import Objective
+from apexgen.run.bench_memory import MemoryBreakdown, breakdown, tensor_bytes
 from apexgen.run.bench_models import BenchModel, bench_model
+from apexgen.run.bench_report import write_report
 from apexgen.run.networks import upcast
 from apexgen.students import Networks, prepare_networks
 from apexgen.train.distributed import Distributed
@@ -36,9 +53,22 @@ log = logging.getLogger(__name__)
 
 MIB = 2**20
 METHODS = ("flow_matching", "apex", "twinflow", "dmd2", "consistency")
+APEX_PRESETS = ("paper", "released")  # benched next to the default (``ours``) as apex_<preset>
 TEXT_WIDTH = {"sd3": "joint_attention_dim", "flux": "joint_attention_dim", "qwen_image": "joint_attention_dim"}
 TEXT_WIDTH |= {"sana": "caption_channels", "z_image": "cap_feat_dim"}
 POOLED = ("sd3", "flux")  # backbones that take a pooled text vector (and no text mask)
+# APEX's regression anchor draws a pool of teacher endpoints before training: a few pairs of 2 Euler steps
+# here (its memory is the pool's latents, negligible; its time is not a training step).
+BENCH_POOL = {"regression_pairs": 8, "regression_steps": 2}
+# APEX's shared fake warm-up trains the fake branch alone for its first steps with a second AdamW state on
+# the same weights: one warm-up step here, so the state is held and the steps after it are regular steps.
+BENCH_FAKE_WARMUP = 1
+Processes = Literal["fresh", "shared"]
+# glibc's malloc keeps freed blocks in its heap once it has raised its mmap threshold (it does so on the first
+# large free), so a CPU process's resident set would count memory already freed: a fixed threshold gives every
+# block above it back to the system when freed, and the resident set then tracks the live tensors (on the
+# 100M model the breakdown predicted APEX's peak within 0.87× with the default, 1.00× with this).
+MEASURED_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
 
 @dataclass(frozen=True)
@@ -53,6 +83,8 @@ class BenchSettings:
     device: str = "cpu"
     seed: int = 0
     autocast: str | None = None  # "bf16" (frozen weights bf16, bf16 autocast) or "fp32"; None: bf16 on a GPU
+    processes: Processes = "fresh"
+    methods: tuple[str, ...] = ()  # variant names to run (``variant_names``); () = all of them
 
     @property
     def precision(self) -> str:
@@ -69,6 +101,13 @@ class Variant:
     name: str
     method: str
     form: str  # "full", "lora" or "lora + full fake"
+    preset: str = ""  # APEX only: the preset ("" = the default, ours)
+
+    def methods(self) -> MethodsConfig:
+        """The method's default settings (APEX: its preset) with the bench's short pool and warm-up."""
+        apex = APEXConfig.from_preset(self.preset or "ours")
+        short = {k: v for k, v in BENCH_POOL.items()} | {"fake_warmup": min(apex.fake_warmup, BENCH_FAKE_WARMUP)}
+        return dataclasses.replace(MethodsConfig(), apex=dataclasses.replace(apex, **short))
 
 
 @dataclass
@@ -83,15 +122,28 @@ class BenchRow:
     trainable_parameters: int
     held_parameters: int
     memory_method: str
+    breakdown: MemoryBreakdown | None = None  # None when measured in a shared process
 
 
 def variants(lora: bool) -> list[Variant]:
-    if not lora:
-        return [Variant(method, method, "full") for method in METHODS]
-    rows = [Variant(method, method, "lora") for method in METHODS if method != "dmd2"]
-    rows.insert(3, Variant("dmd2", "dmd2", "lora"))
-    rows.insert(4, Variant("dmd2_full_fake", "dmd2", "lora + full fake"))
+    form = "lora" if lora else "full"
+    rows = [Variant(method, method, form) for method in METHODS]
+    apex = [Variant(f"apex_{preset}", "apex", form, preset) for preset in APEX_PRESETS]
+    rows[2:2] = apex
+    if lora:
+        rows.insert(6, Variant("dmd2_full_fake", "dmd2", "lora + full fake"))
     return rows
+
+
+def chosen_variants(settings: BenchSettings) -> list[Variant]:
+    every = variants(settings.lora)
+    names = [v.name for v in every]
+    unknown = [name for name in settings.methods if name not in names]
+    if unknown:
+        raise ConfigError(
+            "", f"--methods: unknown bench method(s) {', '.join(unknown)}; choose from {', '.join(names)}"
+        )
+    return [v for v in every if not settings.methods or v.name in settings.methods]
 
 
 class RandomBatches(DataStream):
@@ -118,40 +170,32 @@ class RandomBatches(DataStream):
         return Batch(batch.x0.to(device), batch.cond.to(device), batch.null_cond.to(device))
 
 
-def build(variant: Variant, settings: BenchSettings, model: BenchModel) -> Objective:
-    """The variant's networks on a fresh backbone (the same initialisation for every variant)."""
+def loaded_model(settings: BenchSettings, model: BenchModel) -> DiffusersBackbone:
+    """The backbone as a user's model would be loaded: random-init, seeded, on the device in its dtype."""
     torch.manual_seed(settings.seed)
     dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
     adapter = backbone_spec(settings.backbone).adapter_class().from_config(model.config)
-    adapter.to(device=settings.device, dtype=dtype)
-    if variant.form == "full":
-        networks = prepare_networks(adapter, variant.method, True, settings.lora_config)
-    elif variant.form == "lora":
-        networks = prepare_networks(adapter, variant.method, False, settings.lora_config)
-    else:  # DMD2's three networks with a LoRA generator: a trainable copy of the base is the fake score
+    return adapter.to(device=settings.device, dtype=dtype)
+
+
+def build(variant: Variant, settings: BenchSettings, adapter: DiffusersBackbone) -> Objective:
+    """The variant's networks around the loaded ``adapter`` (the same initialisation for every variant)."""
+    methods = variant.methods()
+    if variant.form == "lora + full fake":  # DMD2's three networks with a LoRA generator
         fake = copy.deepcopy(adapter).requires_grad_(True).train()
-        student = prepare_networks(adapter, "apex", False, settings.lora_config)
+        student = prepare_networks(adapter, "apex", False, settings.lora_config, methods)
         networks = Networks(student.student, student.teacher, fake)
+    else:
+        networks = prepare_networks(adapter, variant.method, variant.form == "full", settings.lora_config, methods)
     upcast(p for p in networks.student.parameters() if p.requires_grad)
-    objective = build_objective(variant.method, MethodsConfig(), networks.student, networks.teacher, networks.fake)
+    objective = build_objective(variant.method, methods, networks.student, networks.teacher, networks.fake)
     objective.to(settings.device)
     upcast(p for group in objective.parameter_groups().values() for p in group)
     return objective
 
 
-def weights_mib(objective: Objective) -> float:
-    """Bytes of every parameter and buffer the method's networks hold, shared tensors once."""
-    tensors = {}
-    for module in [*objective.networks().values(), objective]:
-        for tensor in [*module.parameters(), *module.buffers()]:
-            tensors[id(tensor)] = tensor
-    return sum(t.numel() * t.element_size() for t in tensors.values()) / MIB
-
-
-def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, out: Path | None) -> BenchRow:
-    objective = build(variant, settings, model)
-    channels = objective.student.latent_channels
-    config = TrainConfig(
+def train_config(settings: BenchSettings) -> TrainConfig:
+    return TrainConfig(
         steps=settings.steps,
         batch_size=settings.batch,
         precision=settings.precision,
@@ -159,41 +203,74 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
         progress=False,
         tensorboard=False,
     )
-    # The trainer's device decides where its noise generator lives, what its ledger synchronises and whether
-    # peak memory is the CUDA allocator's or the process RSS.
-    placement = Distributed(device=torch.device(settings.device))
-    batches = RandomBatches(settings, model, channels)
-    trainer = Trainer(objective, batches, config, out and out / variant.name, distributed=placement)
+
+
+def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, out: Path | None) -> BenchRow:
+    """Load the model, then build the variant's networks and train ``settings.steps`` steps, measuring the
+    peak above the memory after loading; in a fresh process, also the breakdown that predicts it."""
+    adapter = loaded_model(settings, model)
+    loaded, device = tensor_bytes([adapter]), torch.device(settings.device)
+    after_loading = current_bytes(device)
+    with PeakMemory(device) as building:
+        objective = build(variant, settings, adapter)
+    batches = RandomBatches(settings, model, objective.student.latent_channels)
+    # The trainer's device decides where its noise generator lives and what its ledger synchronises.
+    trainer = Trainer(
+        objective, batches, train_config(settings), out and out / variant.name, Distributed(device=device)
+    )
     result = trainer.run()
+    # Every step resets the peak counter (the ledger's per-step peaks): the run's peak is the highest of them.
+    peak_mib = max(max(building.peak_bytes, trainer.ledger.peak_bytes) - after_loading, 0) / MIB
+    predicted = None
+    if settings.processes == "fresh":
+        rng = torch.Generator(device).manual_seed(settings.seed)
+        groups = objective.schedule(settings.steps - 1)
+        predicted = breakdown(objective, loaded, groups, next(batches), rng, trainer.autocast)
     row = BenchRow(
         variant.name,
         variant.method,
         variant.form,
-        len(objective.schedule(0)),
+        len(objective.schedule(settings.steps - 1)),
         trainer.ledger.summary()["seconds"],
-        weights_mib(objective),
-        result.peak_memory_mb,
+        tensor_bytes([*objective.networks().values(), objective]) / MIB,
+        peak_mib,
         result.trainable_parameters,
         objective.held_parameters(),
-        result.memory_method,
+        building.method,
+        predicted,
     )
-    log.info(
-        "%s (%s): %.3f s/step, %.0f MiB weights", variant.name, variant.form, row.seconds_per_step, row.weights_mib
-    )
+    log.info("%s (%s): %.3f s/step, peak %.0f MiB", variant.name, variant.form, row.seconds_per_step, peak_mib)
     return row
 
 
+def warm_up(settings: BenchSettings) -> None:
+    """Two unrecorded flow-matching steps on the tiny model of the same backbone: the process's one-off
+    allocations (the kernels' code and tables paged in, autograd, the optimiser) would otherwise count
+    against the first method measured in it."""
+    tiny = dataclasses.replace(settings, size="tiny", resolution=None, batch=2, steps=2)
+    run_variant(Variant("warm-up", "flow_matching", "full"), tiny, bench_model(settings.backbone, "tiny"), None)
+
+
+def fresh_process_row(variant: Variant, settings: BenchSettings, model: BenchModel, out: Path, threads: int):
+    torch.set_num_threads(threads)
+    warm_up(settings)
+    return run_variant(variant, settings, model, out)
+
+
 def run_bench(settings: BenchSettings, out: Path) -> list[BenchRow]:
-    """Every variant in turn; writes ``bench.md`` and ``bench.json`` into ``out``."""
+    """Every chosen variant in turn; writes ``bench.md`` and ``bench.json`` into ``out``."""
     if settings.steps < 2:
         raise ValueError("bench needs at least 2 steps: the first (warm-up) step is excluded from the mean")
-    model = bench_model(settings.backbone, settings.size)
-    # One unrecorded run first: the process's one-off allocations (kernels, autograd, allocator pools) would
-    # otherwise count against the first method.
-    run_variant(variants(settings.lora)[0], dataclasses.replace(settings, steps=2), model, None)
+    try:
+        model = bench_model(settings.backbone, settings.size)
+    except ValueError as error:
+        raise ConfigError("", f"--size: {error}") from None
+    chosen = chosen_variants(settings)
+    if settings.processes == "shared":
+        warm_up(settings)
     rows = []
-    for variant in variants(settings.lora):
-        rows.append(run_variant(variant, settings, model, out))
+    for variant in chosen:
+        rows.append(measure(variant, settings, model, out))
         gc.collect()
         if settings.device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -201,37 +278,24 @@ def run_bench(settings: BenchSettings, out: Path) -> list[BenchRow]:
     return rows
 
 
-def format_table(rows: list[BenchRow]) -> str:
-    lines = [
-        "| method | form | updates/step | s/step | weights MiB | training peak MiB | trainable | held |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {r.form} | {r.updates_per_step} | {r.seconds_per_step:.4f} | {r.weights_mib:.1f} | "
-            f"{r.training_peak_mib:.1f} | {r.trainable_parameters:,} | {r.held_parameters:,} |"
-        )
-    return "\n".join(lines)
+def measure(variant: Variant, settings: BenchSettings, model: BenchModel, out: Path) -> BenchRow:
+    if settings.processes == "shared":
+        return run_variant(variant, settings, model, out)
+    spawn = multiprocessing.get_context("spawn")  # a new interpreter: nothing of this process's memory
+    with child_environment(MEASURED_ALLOCATOR), ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(fresh_process_row, variant, settings, model, out, torch.get_num_threads()).result()
 
 
-def environment(settings: BenchSettings) -> dict:
-    device = settings.device
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or "cpu"
-    return {"torch": torch.__version__, "device": device, "device_name": name, "threads": torch.get_num_threads()}
-
-
-def write_report(settings: BenchSettings, model: BenchModel, rows: list[BenchRow], out: Path) -> None:
-    side = settings.resolution or model.resolution
-    header = (
-        f"# apexgen bench: {settings.backbone} ({settings.size}), batch {settings.batch}, {side}² images "
-        f"({side // model.vae_factor}² latents), {settings.steps} steps, {settings.precision} on {settings.device}"
-    )
-    notes = (
-        "s/step: mean over the steps after the first; an update is one optimiser step (DMD2 updates its critic "
-        "several times per generator update). weights: parameters and buffers the method's networks hold. "
-        "training peak: memory above those weights during training (gradients, optimiser states, activations)."
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.md").write_text("\n\n".join([header, format_table(rows), notes]) + "\n")
-    report = {"settings": asdict(settings), "environment": environment(settings), "rows": [asdict(r) for r in rows]}
-    (out / "bench.json").write_text(json.dumps(report, indent=1))
+@contextlib.contextmanager
+def child_environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` set in the environment that processes started inside the block inherit."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value

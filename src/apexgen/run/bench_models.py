@@ -1,14 +1,15 @@
 """Random-init transformer configs for ``apexgen bench``: ``tiny`` (the configs measured on our CPUs,
-ENVIRONMENT.md; seconds per method) and ``0.7b`` (about 0.6–0.7B parameters at each backbone's real widths:
-hidden 12 heads × 128 and the real text-encoder widths, for a GPU; the Qwen-Image one is the 0.69B model
-measured on an H100)."""
+ENVIRONMENT.md; seconds per method), ``100m`` (SD3 and Qwen-Image at hidden 768, 6 layers: about 130M
+parameters, the size whose memory a CPU can measure above the counter's noise) and ``0.7b`` (about 0.6–0.7B
+parameters at each backbone's real widths: hidden 12 heads × 128 and the real text-encoder widths, for a GPU;
+the Qwen-Image one is the 0.69B model measured on an H100)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-SIZES = ("tiny", "0.7b")
+SIZES = ("tiny", "100m", "0.7b")
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,37 @@ REAL = {
         axes_lens=[1536, 512, 512],
     ),
 }
+MID_HEADS, MID_HEAD_DIM, MID_LAYERS = 12, 64, 6
+MID = {
+    # Qwen-Image's blocks at hidden 768, 6 layers, the real text width: 132M
+    "qwen_image": dict(
+        patch_size=2,
+        in_channels=64,
+        out_channels=16,
+        num_layers=MID_LAYERS,
+        attention_head_dim=MID_HEAD_DIM,
+        num_attention_heads=MID_HEADS,
+        joint_attention_dim=3584,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 28, 28),
+    ),
+    # SD3.5's joint blocks at hidden 768, 6 layers, the real text widths: 127M
+    "sd3": dict(
+        sample_size=32,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=MID_LAYERS,
+        attention_head_dim=MID_HEAD_DIM,
+        num_attention_heads=MID_HEADS,
+        joint_attention_dim=4096,
+        caption_projection_dim=MID_HEADS * MID_HEAD_DIM,
+        pooled_projection_dim=2048,
+        pos_embed_max_size=64,
+        qk_norm="rms_norm",
+    ),
+}
+MID_RESOLUTION = 256  # 32² latents, 256 image tokens: a step in seconds on one CPU core
 REAL_VAE_FACTOR = {"sana": 32}  # DC-AE; the others' VAEs downsample 8×
 
 
@@ -169,4 +201,8 @@ def bench_model(backbone: str, size: str) -> BenchModel:
         raise ValueError(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
     if size == "tiny":
         return BenchModel(TINY[backbone], vae_factor=2, text_tokens=6, resolution=32)
+    if size == "100m":
+        if backbone not in MID:
+            raise ValueError(f"size 100m is defined for {', '.join(MID)}, not {backbone!r}; use tiny or 0.7b")
+        return BenchModel(MID[backbone], vae_factor=8, text_tokens=32, resolution=MID_RESOLUTION)
     return BenchModel(REAL[backbone], REAL_VAE_FACTOR.get(backbone, 8), text_tokens=64, resolution=512)

@@ -14,7 +14,7 @@ from torch import nn
 
 from apexgen.backbones.lora import check_rank, target_pattern
 from apexgen.backbones.registry import backbone_spec
-from apexgen.objectives import STUDENT_METHODS, uses_fake_network
+from apexgen.objectives import STUDENT_METHODS, needs_teacher, uses_fake_network
 from apexgen.run.config import RunConfig
 from apexgen.train.sharding import blocks
 
@@ -135,15 +135,21 @@ def full_rows(config: RunConfig, total: int, frozen: int, feature_dim: int, shar
     """The copies of the whole transformer; with FSDP each is divided over ``shards`` processes."""
     method, dtype = config.method, config.model.dtype
     rows = [EstimateRow("student (fp32 + grad + AdamW)", total, TRAINABLE, shards)]
-    rows.append(EstimateRow(f"frozen teacher copy ({dtype})", total, frozen, shards))
-    copies = "2 (student, teacher)"
+    copies = ["student"]
+    if needs_teacher(method, config.methods):
+        rows.append(EstimateRow(f"frozen teacher copy ({dtype})", total, frozen, shards))
+        copies.append("teacher")
     if uses_fake_network(method, config.methods):
         rows.append(EstimateRow("fake-network copy (fp32 + grad + AdamW)", total, TRAINABLE, shards))
-        copies = "3 (student, teacher, fake network)"
+        copies.append("fake network")
     if method == "consistency":
         rows.append(EstimateRow("EMA target (fp32)", total, FP32, shards))
-        copies = "3 (student, teacher, EMA target)"
-    return rows + shared_rows(config, total, feature_dim, reference=[], shards=shards), copies
+        copies.append("EMA target")
+    return rows + shared_rows(config, total, feature_dim, reference=[], shards=shards), copy_count(copies)
+
+
+def copy_count(copies: list[str]) -> str:
+    return f"{len(copies)} ({', '.join(copies)})"
 
 
 def shared_rows(

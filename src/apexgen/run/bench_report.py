@@ -1,0 +1,91 @@
+"""The report of ``apexgen bench``: the table of every method, the memory breakdown beside the measured peak,
+and the machine it ran on (``bench.md``, ``bench.json``)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:  # run.bench imports this module to write its report
+    from apexgen.run.bench import BenchRow, BenchSettings
+    from apexgen.run.bench_models import BenchModel
+
+
+REPORT = "bench.json"
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    lines = [
+        "| method | form | updates/step | s/step | weights MiB | peak MiB | trainable | held |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.form} | {r.updates_per_step} | {r.seconds_per_step:.4f} | {r.weights_mib:.1f} | "
+            f"{r.training_peak_mib:.1f} | {r.trainable_parameters:,} | {r.held_parameters:,} |"
+        )
+    return "\n".join(lines)
+
+
+def format_breakdown(rows: list[BenchRow]) -> str:
+    """The predicted bytes of each row beside its measured peak (MiB above the loaded model)."""
+    lines = [
+        "| method | weights held | optimiser | gradients | activations | no-grad / backward | predicted | "
+        "measured | predicted / measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        b = r.breakdown
+        if b is None:
+            continue
+        ratio = b.predicted_mib / r.training_peak_mib if r.training_peak_mib > 0 else float("nan")
+        lines.append(
+            f"| {r.name} | {b.weights_mib:.1f} | {b.optimizer_mib:.1f} | {b.gradients_mib:.1f} | "
+            f"{b.activations_mib:.1f} | {b.transient_mib:.1f} | {b.predicted_mib:.1f} | {r.training_peak_mib:.1f} | "
+            f"{ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def environment(settings: BenchSettings) -> dict:
+    device = settings.device
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or "cpu"
+    return {"torch": torch.__version__, "device": device, "device_name": name, "threads": torch.get_num_threads()}
+
+
+def write_report(settings: BenchSettings, model: BenchModel, rows: list[BenchRow], out: Path) -> None:
+    side = settings.resolution or model.resolution
+    header = (
+        f"# apexgen bench: {settings.backbone} ({settings.size}), batch {settings.batch}, {side}² images "
+        f"({side // model.vae_factor}² latents), {settings.steps} steps, {settings.precision} on {settings.device}"
+    )
+    notes = (
+        "s/step: mean over the steps after the first; an update is one optimiser step (DMD2 updates its critic "
+        "several times per generator update). weights: parameters and buffers the method's networks hold. "
+        "peak: the highest memory above the loaded model while the method built its networks and trained (its "
+        "extra networks, gradients, optimiser states, activations), "
+        + (
+            "each method in a fresh process. "
+            if settings.processes == "fresh"
+            else "all methods in one process (rough: a method's freed memory can hide the next one's). "
+        )
+        + "The breakdown (apexgen.run.bench_memory) predicts it from the networks "
+        "and one probe of each loss."
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    tables = [format_table(rows)] + ([format_breakdown(rows)] if any(r.breakdown for r in rows) else [])
+    (out / "bench.md").write_text("\n\n".join([header, *tables, notes]) + "\n")
+    report = {"settings": asdict(settings), "environment": environment(settings), "rows": [row_record(r) for r in rows]}
+    (out / REPORT).write_text(json.dumps(report, indent=1))
+
+
+def row_record(row: BenchRow) -> dict:
+    record = asdict(row)
+    if row.breakdown is not None:
+        record["breakdown"]["predicted_mib"] = row.breakdown.predicted_mib
+    return record
