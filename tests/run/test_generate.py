@@ -225,6 +225,8 @@ def test_resume_writes_only_incomplete_prompts_with_the_same_settings(generate, 
     caplog.clear()
     assert generate(geneval, out, "--images", "2", "--steps", "2", "--resume") == 3
     assert "0000.png was generated with other settings (steps 1, here 2); resume with the same settings" in caplog.text
+    assert generate(geneval, out, "--images", "3", "--resume") == 3  # 00000 would get a third image
+    assert "00000/samples/0000.png was generated with other settings (seeds [0, 1], here [0, 1, 2])" in caplog.text
     assert generate(dpg, tmp_path / "dpg", "--images", "1") == 0
     (dpg / "item_c.txt").write_text("a green frog")
     with caplog.at_level(logging.INFO):

@@ -119,19 +119,15 @@ def prompts_to_write(
             f"{target.out} holds images of prompts that {prompt_set.source} does not have ({named(strangers)}); "
             "pass --overwrite to replace them, or the prompt set they were generated from"
         )
-    todo = []
     for prompt in prompt_set.prompts:
-        if not target.complete(prompt, len(settings.seeds)):
-            todo.append(prompt)
-            continue
         first = target.images(prompt, len(settings.seeds))[0]
-        difference = differences(recorded_settings(first), record(prompt, settings))
+        difference = first.is_file() and differences(recorded_settings(first), record(prompt, settings))
         if difference:
             raise RunFolderError(
                 f"{first} was generated with other settings ({difference}); resume with the same settings, or "
                 "pass --overwrite to replace the images"
             )
-    return todo
+    return [prompt for prompt in prompt_set.prompts if not target.complete(prompt, len(settings.seeds))]
 
 
 def record(prompt: BenchmarkPrompt, settings: GenerateSettings) -> dict[str, Any]:
