@@ -31,6 +31,7 @@ BAD_INPUT_ERRORS = (
     ("apexgen.train.checkpoint", "CheckpointError"),
     ("apexgen.train.run_folder", "RunFolderError"),
     ("apexgen.run.pipeline", "PipelineError"),
+    ("apexgen.run.benchmark_prompts", "PromptFileError"),
     ("apexgen.run.train", "RunError"),
 )
 # A valid example of KEY=VALUE overrides for each command's --help (tests/test_cli.py loads each).

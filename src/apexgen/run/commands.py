@@ -1,5 +1,6 @@
-"""The ``train``, ``export``, ``sample`` and ``bench`` commands of ``apexgen``. Only argparse is imported
-here; each command imports its module when it runs, so that ``apexgen --help`` stays instant."""
+"""The ``train``, ``export``, ``sample`` and ``bench`` commands of ``apexgen`` (``generate``: in
+``generate_command``). Only argparse is imported here; each command imports its module when it runs, so that
+``apexgen --help`` stays instant."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def sample_command(args: argparse.Namespace) -> int:
         return 0
     from apexgen.run.sample import run_sample
 
-    dtype = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
+    dtype = pipeline_dtype(args.dtype, device)
     run_sample(
         args.model,
         args.lora,
@@ -120,6 +121,11 @@ def sample_command(args: argparse.Namespace) -> int:
         device,
     )
     return 0
+
+
+def pipeline_dtype(dtype: str | None, device: str) -> str:
+    """--dtype, or by default bf16 on a GPU and fp32 on a CPU."""
+    return dtype or ("bf16" if device.startswith("cuda") else "fp32")
 
 
 def default_device() -> str:
@@ -196,16 +202,32 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_run_folder_arguments(parser: argparse.ArgumentParser, folder: str) -> None:
+def add_run_folder_arguments(
+    parser: argparse.ArgumentParser, folder: str, resume: str | None = None, overwrite: str | None = None
+) -> None:
     """``--resume`` or ``--overwrite`` (not both) for a command that writes a run into ``folder``; without
-    either, a folder that already holds a run is refused."""
+    either, a folder that already holds a run is refused. ``resume`` and ``overwrite`` replace the help of a
+    run's training."""
     choice = parser.add_mutually_exclusive_group()
-    choice.add_argument("--resume", action="store_true", help=f"continue from the newest checkpoint in {folder}")
+    choice.add_argument(
+        "--resume", action="store_true", help=resume or f"continue from the newest checkpoint in {folder}"
+    )
     choice.add_argument(
         "--overwrite",
         action="store_true",
-        help=f"replace the run already in {folder} (its summary, checkpoints, export, previews and logs)",
+        help=overwrite or f"replace the run already in {folder} (its summary, checkpoints, export, previews and logs)",
     )
+
+
+def add_student_arguments(parser: argparse.ArgumentParser) -> None:
+    """The export and how the stock pipeline samples it (``sample`` and ``generate``)."""
+    parser.add_argument("--lora", "--export", dest="lora", type=Path, required=True, help="an apexgen export folder")
+    parser.add_argument(
+        "--steps", type=at_least_one, default=1, help="steps (NFE): one the export has settings for (1, 2 or 4)"
+    )
+    parser.add_argument("--resolution", type=at_least_one, help="image side in pixels (default: the pipeline's)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: bf16 on a GPU, else fp32")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
 
 def add_run_commands(commands) -> None:
@@ -232,9 +254,8 @@ def add_run_commands(commands) -> None:
         help="the teacher of an `apexgen distill` export (a train-teacher folder; with no folder: the shipped one); "
         "writes one PNG grid",
     )
-    sample.add_argument("--lora", "--export", dest="lora", type=Path, required=True, help="an apexgen export folder")
+    add_student_arguments(sample)
     sample.add_argument("--prompt", required=True)
-    sample.add_argument("--steps", type=int, choices=(1, 2, 4), default=1)
     sample.add_argument(
         "--out",
         type=Path,
@@ -247,10 +268,11 @@ def add_run_commands(commands) -> None:
         help=f"images of the prompt, one seed each (default: 1; {SAMPLE_GRID_IMAGES} with --teacher)",
     )
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--resolution", type=at_least_one, help="image side in pixels (default: the pipeline's)")
-    sample.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: bf16 on a GPU, else fp32")
-    sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sample.set_defaults(run=sample_command)
+
+    from apexgen.run.generate_command import add_generate_command  # it builds on this module's arguments
+
+    add_generate_command(commands)
 
     bench = commands.add_parser("bench", help="every method on one random-init backbone: time, memory, parameters")
     bench.add_argument("--backbone", required=True, choices=("sd3", "flux", "qwen_image", "sana", "z_image"))

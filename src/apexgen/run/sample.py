@@ -5,6 +5,7 @@ and call arguments), and the image generation that training previews share."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from apexgen.backbones.registry import adapter_class
+from apexgen.config import ConfigError
 from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER, read_settings, sampling_scheduler
 from apexgen.run.pipeline import DTYPES, PipelineError, load_pipeline, sampling_arguments
 from apexgen.seeding import seeded_global_rng
@@ -27,16 +29,42 @@ class SampleResult:
     settings: dict[str, Any]
 
 
-def generate(pipeline, settings: dict[str, Any], steps: int, seed: int, resolution: int | None, **prompt) -> list:
+def generate(
+    pipeline, settings: dict[str, Any], steps: int, seed: int | Sequence[int], resolution: int | None, **prompt
+) -> list:
     """PIL images from the pipeline with the exported arguments for ``steps`` steps; ``prompt`` holds either
-    ``prompt=`` (text, encoded by the pipeline) or precomputed embeddings (``run.pipeline.prompt_arguments``)."""
+    ``prompt=`` (text, encoded by the pipeline) or precomputed embeddings (``run.pipeline.prompt_arguments``).
+    One ``seed`` draws the whole batch's noise; a list of seeds draws each image's from its own seed (the
+    global generator, from which most pipelines draw their few-step re-noising, starts from the first)."""
     size = {} if resolution is None else {"height": resolution, "width": resolution}
-    generator = torch.Generator().manual_seed(seed)
-    with seeded_global_rng(seed, pipeline.device), torch.no_grad():
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    generators = [torch.Generator().manual_seed(value) for value in seeds]
+    with seeded_global_rng(seeds[0], pipeline.device), torch.no_grad():
         output = pipeline(
-            **prompt, **sampling_arguments(pipeline, settings, steps), **size, generator=generator, output_type="pil"
+            **prompt,
+            **sampling_arguments(pipeline, settings, steps),
+            **size,
+            generator=generators[0] if isinstance(seed, int) else generators,
+            output_type="pil",
         )
     return output.images
+
+
+def export_settings(export: Path) -> dict[str, Any]:
+    """The sampling settings of an export folder (``apexgen.export``), or a PipelineError saying what to pass."""
+    try:
+        return read_settings(export)
+    except FileNotFoundError as error:
+        raise PipelineError(f"{error}; pass the export folder of a run (<out>/export or `apexgen export`)") from None
+
+
+def check_steps(settings: dict[str, Any], steps: int, export: Path) -> None:
+    """``steps`` must be a step count the export has settings for."""
+    exported = sorted(settings["steps"], key=int)
+    if str(steps) not in settings["steps"]:
+        raise ConfigError(
+            "", f"--steps {steps}: the export {export} has settings for {', '.join(exported)} step(s); pass one of them"
+        )
 
 
 def load_lora(pipeline, export: Path, model: str) -> None:
@@ -56,10 +84,7 @@ def load_lora(pipeline, export: Path, model: str) -> None:
 
 def student_pipeline(model: str, export: Path, dtype: str, device: str):
     """The stock pipeline of ``model`` carrying the student exported to ``export`` and its sampling scheduler."""
-    try:
-        settings = read_settings(export)
-    except FileNotFoundError as error:
-        raise PipelineError(f"{error}; pass the export folder of a run (<out>/export or `apexgen export`)") from None
+    settings = export_settings(export)
     backbone = settings["backbone"]
     if settings["weights"] == "full":
         transformer_class = adapter_class(backbone).transformer_class
@@ -91,6 +116,7 @@ def run_sample(
     device: str = "cpu",
 ) -> SampleResult:
     """Sample ``images`` images of ``prompt`` and save them as ``out`` (several: ``<stem>_<i><suffix>``)."""
+    check_steps(export_settings(export), steps, export)
     pipeline, settings = student_pipeline(model, export, dtype, device)
     pictures = generate(pipeline, settings, steps, seed, resolution, prompt=[prompt] * images)
     paths = [out] if images == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(images)]
