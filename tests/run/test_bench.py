@@ -8,7 +8,6 @@ import torch
 from apexgen.cli import main
 from apexgen.run.bench import BenchSettings, run_bench
 
-
 FULL = ["flow_matching", "apex", "apex_paper", "apex_released", "twinflow", "dmd2", "consistency"]
 
 
