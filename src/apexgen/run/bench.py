@@ -174,8 +174,9 @@ def loaded_model(settings: BenchSettings, model: BenchModel) -> DiffusersBackbon
     """The backbone as a user's model would be loaded: random-init, seeded, on the device in its dtype."""
     torch.manual_seed(settings.seed)
     dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
-    adapter = backbone_spec(settings.backbone).adapter_class().from_config(model.config)
-    return adapter.to(device=settings.device, dtype=dtype)
+    with torch.device(settings.device):  # initialised where it runs: a 0.7B model in seconds on a GPU
+        adapter = backbone_spec(settings.backbone).adapter_class().from_config(model.config)
+    return adapter.to(dtype=dtype)
 
 
 def build(variant: Variant, settings: BenchSettings, adapter: DiffusersBackbone) -> Objective:
