@@ -57,7 +57,11 @@ def test_fresh_processes_measure_above_the_loaded_model_with_a_breakdown(tmp_pat
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["--methods", "dmd3"], "--methods: unknown bench method(s) dmd3"), (["--size", "100m"], "size 100m is defined")],
+    [
+        (["--methods", "dmd3"], "--methods: unknown bench method(s) dmd3"),
+        (["--size", "100m"], "size 100m is defined"),
+        (["--batch", "2"], "needs at least 3 rows"),
+    ],
 )
 def test_bench_refuses_bad_choices_before_work(tmp_path, caplog, arguments, message):
     out = tmp_path / "bench"

@@ -38,7 +38,7 @@ from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
 from apexgen.config import ConfigError
 from apexgen.memory import PeakMemory, current_bytes
-from apexgen.objectives import MethodsConfig, build_objective
+from apexgen.objectives import MethodsConfig, build_objective, require_batch_fits
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.base import Objective
 from apexgen.run.bench_memory import MemoryBreakdown, breakdown, tensor_bytes
@@ -267,6 +267,8 @@ def run_bench(settings: BenchSettings, out: Path) -> list[BenchRow]:
     except ValueError as error:
         raise ConfigError("", f"--size: {error}") from None
     chosen = chosen_variants(settings)
+    for variant in chosen:
+        require_batch_fits(variant.method, variant.methods(), settings.batch, "--batch")
     if settings.processes == "shared":
         warm_up(settings)
     rows = []
