@@ -21,7 +21,13 @@ from apexgen.toy.report import summarise
 
 # Each variant changes the default APEX settings (``ToyConfig().method.apex``) by these keys.
 VARIANTS: dict[str, dict] = {
-    "default (fake warm-up 250, shift a=-1, b=0)": {},
+    "default (preset ours)": {},
+    # the toy default before issue 11: today's form with a 250-update fake warm-up and no regression anchor
+    "former default (fake warm-up 250, no anchor)": {
+        "weight_generator": 1.0,
+        "fake_warmup": 250,
+        "weight_regression": 0.0,
+    },
     "no fake warm-up": {"fake_warmup": 0},
     "fake warm-up 500": {"fake_warmup": 500},
     "fake warm-up 1000": {"fake_warmup": 1000},
@@ -54,7 +60,6 @@ VARIANTS: dict[str, dict] = {
         "slices": {"generator": 1.0, "anchor": 0.0, "fake": 0.0},
     },
     "regression anchor 1": {"weight_regression": 1.0, "regression_pairs": 4096, "regression_steps": 50},
-    "preset ours": {"preset": "ours"},
     "preset ours, fake warm-up 250": {"preset": "ours", "fake_warmup": 250},
 }
 # Rival methods with their toy defaults, run next to the variants from the same teachers and budget.
@@ -92,9 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/toy_ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *RIVALS], metavar="NAME"
-    )
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *RIVALS], metavar="NAME")
     parser.add_argument("--teacher-cache", type=Path, default=Path("runs/toy/teachers"))
     parser.add_argument("--workers", type=int, default=ToyConfig().workers)
     args = parser.parse_args()
