@@ -214,8 +214,7 @@ def format_table(rows: list[BenchRow]) -> str:
     return "\n".join(lines)
 
 
-def environment(settings: BenchSettings) -> dict:
-    device = settings.device
+def environment(device: str) -> dict:
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or "cpu"
     return {"torch": torch.__version__, "device": device, "device_name": name, "threads": torch.get_num_threads()}
 
@@ -233,5 +232,9 @@ def write_report(settings: BenchSettings, model: BenchModel, rows: list[BenchRow
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.md").write_text("\n\n".join([header, format_table(rows), notes]) + "\n")
-    report = {"settings": asdict(settings), "environment": environment(settings), "rows": [asdict(r) for r in rows]}
+    report = {
+        "settings": asdict(settings),
+        "environment": environment(settings.device),
+        "rows": [asdict(r) for r in rows],
+    }
     (out / "bench.json").write_text(json.dumps(report, indent=1))
