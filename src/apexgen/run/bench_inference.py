@@ -4,8 +4,8 @@ scheduler, ``apexgen.export.sampling_settings``), on the same backbone and throu
 
 End to end: the wall time of one pipeline call, prompt text in and PIL images out (text encoding, the
 denoising loop, VAE decoding). Transformer: the setting's transformer calls made directly on inputs of the
-pipeline's shapes (``apexgen.run.bench_calls``). Both after a warm-up run, the median of repeats,
-synchronised on CUDA.
+pipeline's shapes (``apexgen.run.bench_calls``). Both after a warm-up run: the median of repeats taken in
+rounds over every setting, synchronised on CUDA.
 
 Counting: NFE = sampling steps; transformer evaluations per image = the rows an image puts through the
 transformer = 2 × NFE with CFG (in one batched call or two calls per step), NFE without.
@@ -81,40 +81,34 @@ def synchronise(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(run: Callable[[], object], repeats: int, device: str) -> float:
-    """The median wall time of ``run()`` over ``repeats`` calls after one warm-up call."""
-    run()  # kernels, allocator pools, lazy initialisation
-    times = []
+def median_seconds(runs: list[Callable[[], object]], repeats: int, device: str) -> list[float]:
+    """The median wall time of each run, after one warm-up call of each, over ``repeats`` rounds that call
+    every run once in turn (a busy spell of a shared machine then falls on every setting alike)."""
+    for run in runs:
+        run()  # kernels, allocator pools, lazy initialisation
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        synchronise(device)
-        started = time.perf_counter()
-        run()
-        synchronise(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for run, record in zip(runs, times, strict=True):
+            synchronise(device)
+            started = time.perf_counter()
+            run()
+            synchronise(device)
+            record.append(time.perf_counter() - started)
+    return [statistics.median(record) for record in times]
 
 
-def measure(pipelines: Pipelines, setting: Setting, settings: InferenceSettings) -> InferenceRow:
-    backbone, device, repeats = settings.backbone, settings.device, settings.repeats
-    transformer = median_seconds(transformer_run(pipelines, setting, settings), repeats, device)
-    end_to_end = median_seconds(pipeline_run(pipelines, setting, settings), repeats, device)
-    calls, batch = setting.steps * calls_per_step(backbone, setting), batch_per_call(backbone, setting)
-    row = InferenceRow(
-        setting.name,
-        setting.steps,
-        calls,
-        batch,
-        calls * batch,
-        transformer / settings.batch,
-        end_to_end / settings.batch,
-    )
-    log.info(
-        "%s: transformer %.4g s/image, end to end %.4g s/image",
-        row.setting,
-        row.transformer_seconds,
-        row.end_to_end_seconds,
-    )
-    return row
+def measure(pipelines: Pipelines, grid: list[Setting], settings: InferenceSettings) -> list[InferenceRow]:
+    """One row per setting: its transformer calls made directly, and its pipeline call, per image."""
+    runs = [transformer_run(pipelines, setting, settings) for setting in grid]
+    runs += [pipeline_run(pipelines, setting, settings) for setting in grid]
+    seconds = [value / settings.batch for value in median_seconds(runs, settings.repeats, settings.device)]
+    rows = []
+    for setting, transformer, end_to_end in zip(grid, seconds[: len(grid)], seconds[len(grid) :], strict=True):
+        calls = setting.steps * calls_per_step(settings.backbone, setting)
+        batch = batch_per_call(settings.backbone, setting)
+        rows.append(InferenceRow(setting.name, setting.steps, calls, batch, calls * batch, transformer, end_to_end))
+        log.info("%s: transformer %.4g s/image, end to end %.4g s/image", setting.name, transformer, end_to_end)
+    return rows
 
 
 def with_speedups(rows: list[InferenceRow]) -> list[InferenceRow]:
@@ -133,7 +127,7 @@ def run_inference_bench(settings: InferenceSettings, out: Path, command: str | N
     if (out / REPORT_JSON).exists():
         raise RunFolderError(f"{out} already holds an inference bench ({REPORT_JSON}); choose another --out")
     pipelines = load_pipelines(settings)
-    rows = with_speedups([measure(pipelines, setting, settings) for setting in settings_grid(settings)])
+    rows = with_speedups(measure(pipelines, settings_grid(settings), settings))
     write_report(settings, pipelines, rows, out, command)
     return rows
 
@@ -162,7 +156,7 @@ def write_report(
     header = (
         f"# apexgen bench --inference: {settings.backbone}, {origin} {type(transformer).__name__} "
         f"({parameters:,} parameters), {settings.batch} image(s) per call, {settings.side}² images, "
-        f"{settings.dtype} on {settings.device}, median of {settings.repeats} after a warm-up"
+        f"{settings.dtype} on {settings.device}, median of {settings.repeats} rounds after a warm-up"
     )
     cfg = "one call of 2× batch" if backbone_spec(settings.backbone).cfg_batched else "two calls"
     notes = (
