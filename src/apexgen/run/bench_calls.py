@@ -153,7 +153,7 @@ def latent_shape(pipelines: Pipelines, settings: InferenceSettings) -> tuple[int
     if shape[0] != adapter.latent_channels:
         raise PipelineError(
             f"the VAE of {settings.model!r} gives {shape[0]}-channel latents, the transformer takes "
-            f"{adapter.latent_channels}: pass a pipeline folder whose VAE fits the transformer (--size)"
+            f"{adapter.latent_channels}: pass a pipeline folder whose VAE fits the transformer, or another --size"
         )
     return shape
 
@@ -164,7 +164,7 @@ def check_text_fits(adapter: DiffusersBackbone, cond: TextCondition, settings: I
         raise PipelineError(
             f"the text encoders of {settings.model!r} give {cond.tokens.shape[-1]}-wide tokens, the "
             f"{settings.size or 'folder'} transformer takes {width}: pass a pipeline folder whose text encoders "
-            "fit the transformer (--size)"
+            "fit the transformer, or another --size"
         )
 
 

@@ -333,6 +333,8 @@ def add_run_commands(commands) -> None:
         "--teacher-steps", type=at_least_one, help=f"the teacher's sampling steps (default {BENCH_TEACHER_STEPS})"
     )
     inference.add_argument(
-        "--repeats", type=at_least_one, help=f"timed runs per setting after a warm-up (default {BENCH_REPEATS})"
+        "--repeats",
+        type=at_least_one,
+        help=f"timed rounds over every setting, after a warm-up (default {BENCH_REPEATS})",
     )
     bench.set_defaults(run=bench_command)
