@@ -1,4 +1,4 @@
-"""The ``train``, ``export``, ``sample`` and ``bench`` commands of ``apexgen``. Only argparse is imported
+"""The ``train``, ``export`` and ``sample`` commands of ``apexgen``. Only argparse is imported
 here; each command imports its module when it runs, so that ``apexgen --help`` stays instant."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +15,6 @@ log = logging.getLogger("apexgen")
 # folder) is unusable.
 BAD_SETTING, BAD_INPUT = 2, 3
 SAMPLE_GRID_IMAGES = 8  # apexgen sample --teacher: images in the grid without --images
-BENCH_TRAINING_STEPS, BENCH_TRAINING_BATCH = 5, 4  # apexgen bench: steps per method, batch
-BENCH_TEACHER_STEPS, BENCH_REPEATS = 50, 3  # apexgen bench --inference: the teacher's steps, timed runs
 # A valid example of train's KEY=VALUE overrides (over a recipe; tests/test_cli.py loads it).
 TRAIN_OVERRIDE_EXAMPLE = "model.path=/models/sd35 data.path=/data/images out=runs/sd35 methods.apex.shift.a=-1"
 
@@ -173,66 +170,6 @@ def check_device(name: str) -> None:
         raise ConfigError("", f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s) here")
 
 
-def bench_command(args: argparse.Namespace) -> int:
-    check_bench_arguments(args)
-    if args.inference:
-        return inference_bench_command(args)
-    from apexgen.run.bench import BenchSettings, format_table, run_bench
-
-    settings = BenchSettings(
-        args.backbone,
-        args.size or "tiny",
-        args.lora,
-        args.rank,
-        args.steps or BENCH_TRAINING_STEPS,
-        args.batch or BENCH_TRAINING_BATCH,
-        args.resolution,
-        args.device,
-        args.seed,
-        args.precision,
-    )
-    print(format_table(run_bench(settings, args.out)))
-    return 0
-
-
-def inference_bench_command(args: argparse.Namespace) -> int:
-    from apexgen.run.bench_inference import InferenceSettings, format_table, run_inference_bench
-
-    settings = InferenceSettings(
-        args.backbone,
-        args.model,
-        args.size,
-        args.resolution,
-        args.batch or 1,
-        args.teacher_steps or BENCH_TEACHER_STEPS,
-        args.repeats or BENCH_REPEATS,
-        args.device,
-        args.precision,
-        args.seed,
-    )
-    print(format_table(run_inference_bench(settings, args.out, " ".join(["apexgen", *sys.argv[1:]]))))
-    return 0
-
-
-# The options of one kind of bench only (the rest are shared): refused with the other.
-TRAINING_BENCH_OPTIONS = {"lora": "--lora", "rank": "--rank", "steps": "--steps"}
-INFERENCE_BENCH_OPTIONS = {"model": "--model", "teacher_steps": "--teacher-steps", "repeats": "--repeats"}
-
-
-def check_bench_arguments(args: argparse.Namespace) -> None:
-    from apexgen.config import ConfigError
-
-    if args.inference and args.model is None:
-        raise ConfigError("", "--inference needs --model: the pipeline folder or hub id of the backbone's model")
-    wrong = TRAINING_BENCH_OPTIONS if args.inference else INFERENCE_BENCH_OPTIONS
-    given = [flag for name, flag in wrong.items() if getattr(args, name) not in (None, False)]
-    if given:
-        kind = "the training bench (without --inference)" if args.inference else "--inference"
-        raise ConfigError("", f"{', '.join(given)}: only for {kind}")
-    if args.device != "cpu":
-        check_device(args.device)
-
-
 def add_run_folder_arguments(parser: argparse.ArgumentParser, folder: str) -> None:
     """``--resume`` or ``--overwrite`` (not both) for a command that writes a run into ``folder``; without
     either, a folder that already holds a run is refused."""
@@ -288,53 +225,3 @@ def add_run_commands(commands) -> None:
     sample.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: bf16 on a GPU, else fp32")
     sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sample.set_defaults(run=sample_command)
-
-    bench = commands.add_parser(
-        "bench",
-        help="every method on one random-init backbone: time, memory, parameters; with --inference, seconds per "
-        "image of the teacher (CFG) and the student through the stock pipeline",
-    )
-    bench.add_argument("--backbone", required=True, choices=("sd3", "flux", "qwen_image", "sana", "z_image"))
-    bench.add_argument(
-        "--size",
-        choices=("tiny", "0.7b"),
-        help="random-init transformer: tiny (CPU) or about 0.7B (GPU) (default: tiny; with --inference: the "
-        "folder's own transformer)",
-    )
-    bench.add_argument("--lora", action="store_true", help="LoRA students (and DMD2 with a full fake copy too)")
-    bench.add_argument("--rank", type=int, help="LoRA rank (default: 4 tiny, 64 otherwise)")
-    bench.add_argument(
-        "--steps",
-        type=at_least_one,
-        help=f"training steps per method (default {BENCH_TRAINING_STEPS}); the first is excluded from the mean",
-    )
-    bench.add_argument(
-        "--batch",
-        type=at_least_one,
-        help=f"batch (default {BENCH_TRAINING_BATCH}; with --inference: images per pipeline call, default 1)",
-    )
-    bench.add_argument(
-        "--resolution",
-        type=at_least_one,
-        help="image side in pixels (default: 32 tiny, 512 for 0.7b; 1024 for a folder's own transformer)",
-    )
-    bench.add_argument("--device", default="cpu", help="cpu or cuda")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 on a GPU, fp32 on a CPU")
-    bench.add_argument("--out", type=Path, default=Path("runs/bench"))
-    inference = bench.add_argument_group("inference (--inference)")
-    inference.add_argument(
-        "--inference",
-        action="store_true",
-        help="time the teacher (CFG) and the student at 1, 2, 4 steps through the stock pipeline of --model",
-    )
-    inference.add_argument("--model", help="the backbone's pipeline folder or hub id (its text encoders and VAE)")
-    inference.add_argument(
-        "--teacher-steps", type=at_least_one, help=f"the teacher's sampling steps (default {BENCH_TEACHER_STEPS})"
-    )
-    inference.add_argument(
-        "--repeats",
-        type=at_least_one,
-        help=f"timed rounds over every setting, after a warm-up (default {BENCH_REPEATS})",
-    )
-    bench.set_defaults(run=bench_command)
