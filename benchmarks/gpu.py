@@ -59,7 +59,7 @@ def report(sections: list[Section], out: Path, wall: float) -> None:
     first = sections[0].settings
     lines = [
         f"# GPU figures: {first.backbone} ({first.size}), batch {first.batch}, {first.resolution}², "
-        f"{first.precision} on {first.device} ({environment(first)['device_name']}), {wall:.0f} s",
+        f"{first.precision} on {first.device} ({environment(first.device)['device_name']}), {wall:.0f} s",
         "",
     ]
     for section in sections:
@@ -70,7 +70,7 @@ def report(sections: list[Section], out: Path, wall: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.md").write_text("\n".join(lines))
     record = {
-        "environment": environment(first),
+        "environment": environment(first.device),
         "wall_seconds": wall,
         "sections": {
             s.name: {

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from apexgen.config import ConfigError
+from apexgen.run.bench_commands import add_bench_command
 from apexgen.run.commands import BAD_INPUT, BAD_SETTING, add_run_commands, add_run_folder_arguments, at_least_one
 from apexgen.train.interrupt import TrainingInterrupted
 
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=demo_command)
 
     add_run_commands(commands)
+    add_bench_command(commands)
     return parser
 
 

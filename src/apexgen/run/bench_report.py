@@ -52,8 +52,7 @@ def format_breakdown(rows: list[BenchRow]) -> str:
     return "\n".join(lines)
 
 
-def environment(settings: BenchSettings) -> dict:
-    device = settings.device
+def environment(device: str) -> dict:
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or "cpu"
     return {"torch": torch.__version__, "device": device, "device_name": name, "threads": torch.get_num_threads()}
 
@@ -80,7 +79,11 @@ def write_report(settings: BenchSettings, model: BenchModel, rows: list[BenchRow
     out.mkdir(parents=True, exist_ok=True)
     tables = [format_table(rows)] + ([format_breakdown(rows)] if any(r.breakdown for r in rows) else [])
     (out / "bench.md").write_text("\n\n".join([header, *tables, notes]) + "\n")
-    report = {"settings": asdict(settings), "environment": environment(settings), "rows": [row_record(r) for r in rows]}
+    report = {
+        "settings": asdict(settings),
+        "environment": environment(settings.device),
+        "rows": [row_record(r) for r in rows],
+    }
     (out / REPORT).write_text(json.dumps(report, indent=1))
 
 

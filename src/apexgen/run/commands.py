@@ -1,6 +1,6 @@
-"""The ``train``, ``export``, ``sample`` and ``bench`` commands of ``apexgen`` (``generate``: in
-``generate_command``). Only argparse is imported here; each command imports its module when it runs, so that
-``apexgen --help`` stays instant."""
+"""The ``train``, ``export`` and ``sample`` commands of ``apexgen`` (``generate``: ``generate_command``;
+``bench``: ``bench_commands``). Only argparse is imported here; each command imports its module when it
+runs, so that ``apexgen --help`` stays instant."""
 
 from __future__ import annotations
 
@@ -176,32 +176,6 @@ def check_device(name: str) -> None:
         raise ConfigError("", f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s) here")
 
 
-def bench_command(args: argparse.Namespace) -> int:
-    from apexgen.run.bench import BenchSettings, run_bench
-    from apexgen.run.bench_report import REPORT, format_table
-
-    if (args.out / REPORT).exists() and not args.overwrite:
-        from apexgen.config import ConfigError
-
-        raise ConfigError("", f"{args.out / REPORT} exists: pass --overwrite to replace it, or another --out")
-    settings = BenchSettings(
-        args.backbone,
-        args.size,
-        args.lora,
-        args.rank,
-        args.steps,
-        args.batch,
-        args.resolution,
-        args.device,
-        args.seed,
-        args.precision,
-        args.processes,
-        tuple(args.methods or ()),
-    )
-    print(format_table(run_bench(settings, args.out)))
-    return 0
-
-
 def add_run_folder_arguments(
     parser: argparse.ArgumentParser, folder: str, resume: str | None = None, overwrite: str | None = None
 ) -> None:
@@ -273,27 +247,3 @@ def add_run_commands(commands) -> None:
     from apexgen.run.generate_command import add_generate_command  # it builds on this module's arguments
 
     add_generate_command(commands)
-
-    bench = commands.add_parser("bench", help="every method on one random-init backbone: time, memory, parameters")
-    bench.add_argument("--backbone", required=True, choices=("sd3", "flux", "qwen_image", "sana", "z_image"))
-    bench.add_argument(
-        "--size", choices=("tiny", "100m", "0.7b"), default="tiny", help="tiny, 100m (CPU memory) or about 0.7B (GPU)"
-    )
-    bench.add_argument("--lora", action="store_true", help="LoRA students (and DMD2 with a full fake copy too)")
-    bench.add_argument("--rank", type=int, help="LoRA rank (default: 4 tiny, 64 otherwise)")
-    bench.add_argument("--steps", type=int, default=5, help="steps per method; the first is excluded from the mean")
-    bench.add_argument("--batch", type=int, default=4)
-    bench.add_argument("--resolution", type=int, help="image side in pixels (default: 32 tiny, 256 100m, 512 0.7b)")
-    bench.add_argument("--methods", nargs="+", help="the rows to run, e.g. flow_matching apex dmd2 (default: all)")
-    bench.add_argument(
-        "--processes",
-        choices=("fresh", "shared"),
-        default="fresh",
-        help="fresh: each method in a new process, its peak above the loaded model (default); shared: one process",
-    )
-    bench.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 on a GPU, fp32 on a CPU")
-    bench.add_argument("--out", type=Path, default=Path("runs/bench"))
-    bench.set_defaults(run=bench_command)

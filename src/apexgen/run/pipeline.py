@@ -115,7 +115,12 @@ def sampling_arguments(pipeline, settings: dict[str, Any], steps: int) -> dict[s
     samples the size it is given."""
     if str(steps) not in settings["steps"]:
         raise ValueError(f"the export has settings for {sorted(settings['steps'], key=int)} steps, not {steps}")
-    arguments = {**settings["pipeline_arguments"], **settings["steps"][str(steps)]}
+    return {**settings["pipeline_arguments"], **settings["steps"][str(steps)], **exact_size(pipeline)}
+
+
+def exact_size(pipeline) -> dict[str, Any]:
+    """The argument that stops a pipeline snapping the size it is given to a table of trained aspect ratios
+    (SANA's resolution binning); none for pipelines that do not."""
     if "use_resolution_binning" in inspect.signature(type(pipeline).__call__).parameters:
-        arguments["use_resolution_binning"] = False
-    return arguments
+        return {"use_resolution_binning": False}
+    return {}
