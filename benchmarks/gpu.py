@@ -4,7 +4,12 @@ bf16 at 512² (1,024 image tokens), batch 4, each method in a fresh process; wit
 started in time are listed as missing).
 
     benchmarks/gpu.sh                                                 # on a CUDA machine
-    python benchmarks/gpu.py --device cpu --size tiny --resolution 32 --out /tmp/gpu_check   # the CPU check
+    PYTHONPATH=src:. python benchmarks/tiny_pipeline.py --backbone sd3 --out /tmp/sd3_tiny      # the CPU check
+    python benchmarks/gpu.py --device cpu --size tiny --resolution 32 --inference-model /tmp/sd3_tiny \
+        --out /tmp/gpu_check --work /tmp/gpu_work
+
+The inference rows time an SD3-architecture transformer of the same size (benchmarks/tiny_pipeline.py writes
+an SD3 folder at the 0.7b widths; there is no Qwen-Image one yet), inside that folder's stock pipeline.
 
 Writes ``<out>/gpu.json`` and ``<out>/gpu.md`` (default out: benchmarks/results/gpu); each row's own bench
 report and ledger go under ``--work`` (default runs/gpu; a kept row is measured again).
@@ -22,6 +27,9 @@ from pathlib import Path
 import torch
 
 from apexgen.run.bench import BenchRow, BenchSettings, run_bench
+from apexgen.run.bench_calls import InferenceSettings
+from apexgen.run.bench_inference import InferenceRow, run_inference_bench
+from apexgen.run.bench_inference import format_table as inference_table
 from apexgen.run.bench_report import environment, format_breakdown, format_table, row_record
 
 FULL_ROWS = ("flow_matching", "apex", "apex_paper", "apex_released", "twinflow", "dmd2", "consistency")
@@ -32,6 +40,8 @@ REFERENCE = (
     "Reference (issue 10, an H100, not our code): flow matching 88 ms / 6.9 GiB; one gradient pass plus two "
     "no-grad forwards 144 ms / 6.9 GiB; three networks, DMD2-like, 213 ms / 12.0 GiB."
 )
+
+INFERENCE_REPEATS = 10  # timed rounds over the teacher and student settings
 
 log = logging.getLogger("gpu")
 
@@ -55,7 +65,14 @@ def run_section(section: Section, out: Path, deadline: float) -> None:
         section.rows += run_bench(one, out / section.folder / method)
 
 
-def report(sections: list[Section], out: Path, wall: float) -> None:
+def run_inference(settings: InferenceSettings | None, work: Path, deadline: float) -> list[InferenceRow] | None:
+    """The inference speed-up (``apexgen bench --inference``), when a pipeline folder is given and time is left."""
+    if settings is None or time.monotonic() > deadline:
+        return None
+    return run_inference_bench(settings, work / "inference")
+
+
+def report(sections: list[Section], inference: list[InferenceRow] | None, out: Path, wall: float) -> None:
     first = sections[0].settings
     lines = [
         f"# GPU figures: {first.backbone} ({first.size}), batch {first.batch}, {first.resolution}², "
@@ -67,6 +84,11 @@ def report(sections: list[Section], out: Path, wall: float) -> None:
         if section.missing:
             lines += [f"Not run (time budget): {', '.join(section.missing)}", ""]
     lines += [REFERENCE, ""]
+    if inference is not None:
+        lines += ["## Inference (stock pipeline, teacher 50 steps with CFG against the student)", ""]
+        lines += [inference_table(inference), ""]
+    else:
+        lines += ["Inference: not run (no --inference-model, or the time budget was spent).", ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.md").write_text("\n".join(lines))
     record = {
@@ -80,6 +102,7 @@ def report(sections: list[Section], out: Path, wall: float) -> None:
             }
             for s in sections
         },
+        "inference": None if inference is None else [dataclasses.asdict(r) for r in inference],
     }
     (out / "gpu.json").write_text(json.dumps(record, indent=1))
 
@@ -94,6 +117,10 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--inference-model", help="a pipeline folder for the inference rows (benchmarks/tiny_pipeline.py writes one)"
+    )
+    parser.add_argument("--inference-backbone", default="sd3", help="the backbone of --inference-model")
     parser.add_argument("--budget-seconds", type=float, default=420.0, help="no new row starts after this")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -112,10 +139,24 @@ def main() -> None:
         Section("full fine-tuning", "full", dataclasses.replace(base, methods=FULL_ROWS)),
         Section("LoRA", "lora", dataclasses.replace(base, lora=True, methods=LORA_ROWS)),
     ]
+    inference = None
+    if args.inference_model:
+        inference = InferenceSettings(
+            args.inference_backbone,
+            args.inference_model,
+            args.size,
+            args.resolution,
+            repeats=INFERENCE_REPEATS,
+            device=args.device,
+            precision="bf16" if args.device.startswith("cuda") else None,
+        )
     started = time.monotonic()
+    deadline = started + args.budget_seconds
+    # the inference rows first: they are the shortest and the must-show of item 4
+    inference_rows = run_inference(inference, args.work, deadline)
     for section in sections:
-        run_section(section, args.work, started + args.budget_seconds)
-    report(sections, args.out, time.monotonic() - started)
+        run_section(section, args.work, deadline)
+    report(sections, inference_rows, args.out, time.monotonic() - started)
     print((args.out / "gpu.md").read_text())
 
 
