@@ -205,3 +205,10 @@ def test_fake_warmup_trains_only_the_fake_branch_first():
     assert set(objective.parameter_groups()) == {"student", "fake"}
     output = objective.loss("fake", toy_batch(16), torch.Generator().manual_seed(0))
     assert set(output.terms) == {"fake"}
+    assert [objective.finished_groups(step) for step in (0, 3)] == [[], []]  # fake updates go on after it
+
+
+def test_the_fake_group_is_finished_after_a_warm_up_without_fake_updates():
+    config = APEXConfig(fake_warmup=3)
+    assert [config.finished_groups(step) for step in (0, 2, 3, 9)] == [[], [], ["fake"], ["fake"]]
+    assert APEXConfig().finished_groups(5) == []

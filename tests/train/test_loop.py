@@ -20,18 +20,19 @@ from tests.conftest import tiny_mlp
 CONFIG = TrainConfig(steps=6, batch_size=16, log_every=1, checkpoint_every=3, keep_checkpoints=5, progress=False)
 METHODS = MethodsConfig(apex=APEXConfig(), regression=RegressionConfig(pairs=32, teacher_steps=3))
 PRIVATE = APEXConfig(fake_network="private", fake_updates=1, slices=APEXSlices(generator=1.0, fake=0.0))
+VARIANTS = {"apex_private": PRIVATE, "apex_warmup": APEXConfig(fake_warmup=2)}
 
 
 def make_trainer(method: str, out_dir, config=CONFIG):
     distribution = Ring()
     teacher = tiny_mlp(cond_dim=distribution.cond_dim, seed=7).requires_grad_(False)
     student = tiny_mlp(cond_dim=distribution.cond_dim, seed=7)
-    methods = dataclasses.replace(METHODS, apex=PRIVATE) if method == "apex_private" else METHODS
-    objective = build_objective(method.removesuffix("_private"), methods, student, teacher)
+    methods = dataclasses.replace(METHODS, apex=VARIANTS[method]) if method in VARIANTS else METHODS
+    objective = build_objective(method.split("_")[0], methods, student, teacher)
     return Trainer(objective, ToyStream(distribution, 16, seed=3), config, out_dir=out_dir), student
 
 
-@pytest.mark.parametrize("method", ["apex", "apex_private", "dmd2", "consistency", "regression"])
+@pytest.mark.parametrize("method", ["apex", "apex_private", "apex_warmup", "dmd2", "consistency", "regression"])
 def test_resumed_run_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_path, method):
     full, full_student = make_trainer(method, tmp_path / "full")
     full.run()
@@ -49,6 +50,17 @@ def test_resumed_run_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_pat
         if isinstance(a, torch.Tensor):
             assert torch.equal(a, b)
     assert [h["step"] for h in resumed.history] == list(range(1, 7))
+
+
+def test_the_fake_warm_up_state_is_freed_when_the_warm_up_ends(tmp_path, caplog):
+    warming, _ = make_trainer("apex_warmup", None, dataclasses.replace(CONFIG, steps=2))
+    warming.run()
+    assert warming.optimizers["fake"].state  # held through the warm-up
+    caplog.set_level(logging.INFO)
+    done, _ = make_trainer("apex_warmup", None, dataclasses.replace(CONFIG, steps=3))
+    done.run()
+    assert not done.optimizers["fake"].state and done.optimizers["student"].state
+    assert "the 'fake' group is done at step 2; its optimiser state is freed" in caplog.text
 
 
 def slow_previews(trainer: Trainer, seconds: float) -> None:

@@ -218,6 +218,9 @@ class APEX(Objective):
     def schedule(self, step: int) -> list[str]:
         return self.config.schedule(step)
 
+    def finished_groups(self, step: int) -> list[str]:
+        return self.config.finished_groups(step)
+
     def loss(self, group: str, batch: Batch, rng: torch.Generator) -> LossOutput:
         if group == "fake":
             with self.ledger.section("fake"):

@@ -158,6 +158,10 @@ class Objective(nn.Module, ABC):
     def schedule(self, step: int) -> list[str]:
         return ["student"]
 
+    def finished_groups(self, step: int) -> list[str]:
+        """Parameter groups that no step from ``step`` on updates (the trainer frees their optimiser state)."""
+        return []
+
     @abstractmethod
     def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
         """The loss of parameter group ``group`` on ``batch``, with all randomness from ``generator``."""

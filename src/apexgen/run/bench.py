@@ -225,8 +225,7 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
     predicted = None
     if settings.processes == "fresh":
         rng = torch.Generator(device).manual_seed(settings.seed)
-        groups = objective.schedule(settings.steps - 1)
-        predicted = breakdown(objective, loaded, groups, next(batches), rng, trainer.autocast)
+        predicted = breakdown(objective, loaded, settings.steps - 1, next(batches), rng, trainer.autocast)
     row = BenchRow(
         variant.name,
         variant.method,

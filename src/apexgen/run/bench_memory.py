@@ -3,8 +3,9 @@ trains, to set beside the peak ``apexgen bench`` measures (all figures above the
 
 * **weights held**: every parameter and buffer the method's networks hold, less the loaded model (a frozen
   teacher copy, a fake network, LoRA adapters, trainable weights upcast to fp32);
-* **optimiser states**: AdamW's two fp32 moments per trainable parameter, for every parameter group
-  (APEX's shared fake updates keep a second state on the same weights);
+* **optimiser states**: AdamW's two fp32 moments per trainable parameter, for every parameter group still in
+  use (APEX's shared fake updates keep a second state on the same weights; after a warm-up with no fake
+  updates it is freed);
 * **gradients**: fp32, of the largest group (each update frees its gradients before the next);
 * **activations of the gradient pass**: the tensors autograd saves while the loss is built, counted with
   ``torch.autograd.graph.saved_tensors_hooks`` (parameters excluded), of the largest group;
@@ -89,13 +90,16 @@ def block_count(objective: Objective) -> int:
 
 
 def breakdown(
-    objective: Objective, loaded_bytes: int, groups: list[str], batch: Batch, rng: torch.Generator, autocast
+    objective: Objective, loaded_bytes: int, step: int, batch: Batch, rng: torch.Generator, autocast
 ) -> MemoryBreakdown:
-    """The breakdown of one training step that updates ``groups``, on ``batch``; ``loaded_bytes``: the weights
-    of the model as loaded, before the method built its networks."""
+    """The breakdown of training step ``step`` (0-based), on ``batch``; ``loaded_bytes``: the weights of the
+    model as loaded, before the method built its networks. Optimiser states: of every group not finished."""
+    groups = objective.schedule(step)
     parameters = objective.parameter_groups()
     weights = tensor_bytes(held_modules(objective)) - loaded_bytes
-    optimizer = sum(p.numel() * ADAMW_BYTES for params in parameters.values() for p in params)
+    finished = objective.finished_groups(step)
+    live = [params for group, params in parameters.items() if group not in finished]
+    optimizer = sum(p.numel() * ADAMW_BYTES for params in live for p in params)
     passes = {
         g: (
             sum(p.numel() for p in parameters[g]) * GRADIENT_BYTES,

@@ -187,6 +187,7 @@ class Trainer:
         return dict(values)
 
     def step(self, step: int) -> dict[str, float]:
+        self.free_finished(step)
         with self.ledger.step(step + 1):
             values: dict[str, float] = {}
             for group in self.objective.schedule(step):
@@ -194,6 +195,15 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update()
         return values | self.diagnostics(step + 1)
+
+    def free_finished(self, step: int) -> None:
+        """Drop the optimiser state of groups the objective will not update again (APEX's fake warm-up)."""
+        for group in self.objective.finished_groups(step):
+            if self.optimizers[group].state:
+                self.optimizers[group].state.clear()
+                log.info(
+                    "%s: the %r group is done at step %d; its optimiser state is freed", self.description, group, step
+                )
 
     def diagnostics(self, done: int) -> dict[str, float]:
         """The objective's own measurements after step ``done``, with a generator of their own (seeded by the
