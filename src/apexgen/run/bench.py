@@ -44,6 +44,8 @@ from apexgen.objectives.base import Objective
 from apexgen.run.bench_memory import MemoryBreakdown, breakdown, tensor_bytes
 from apexgen.run.bench_models import BenchModel, bench_model
 from apexgen.run.bench_report import write_report
+from apexgen.run.config import ModelConfig, RunConfig
+from apexgen.run.estimate import estimate
 from apexgen.run.networks import upcast
 from apexgen.students import Networks, prepare_networks
 from apexgen.train.distributed import Distributed
@@ -123,6 +125,7 @@ class BenchRow:
     held_parameters: int
     memory_method: str
     breakdown: MemoryBreakdown | None = None  # None when measured in a shared process
+    dry_run_mib: float | None = None  # ``apexgen train --dry-run``'s estimate above the loaded model (no activations)
 
 
 def variants(lora: bool) -> list[Variant]:
@@ -222,8 +225,9 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
     result = trainer.run()
     # Every step resets the peak counter (the ledger's per-step peaks): the run's peak is the highest of them.
     peak_mib = max(max(building.peak_bytes, trainer.ledger.peak_bytes) - after_loading, 0) / MIB
-    predicted = None
+    predicted, dry_run = None, None
     if settings.processes == "fresh":
+        dry_run = dry_run_estimate_mib(variant, settings, adapter, loaded)
         rng = torch.Generator(device).manual_seed(settings.seed)
         predicted = breakdown(objective, loaded, settings.steps - 1, next(batches), rng, trainer.autocast)
     row = BenchRow(
@@ -238,6 +242,7 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
         objective.held_parameters(),
         building.method,
         predicted,
+        dry_run,
     )
     log.info("%s (%s): %.3f s/step, peak %.0f MiB", variant.name, variant.form, row.seconds_per_step, peak_mib)
     return row
@@ -249,6 +254,17 @@ def warm_up(settings: BenchSettings) -> None:
     against the first method measured in it."""
     tiny = dataclasses.replace(settings, size="tiny", resolution=None, batch=2, steps=2)
     run_variant(Variant("warm-up", "flow_matching", "full"), tiny, bench_model(settings.backbone, "tiny"), None)
+
+
+def dry_run_estimate_mib(variant: Variant, settings: BenchSettings, adapter, loaded: int) -> float | None:
+    """What ``apexgen train --dry-run`` estimates for the variant (run.estimate), less the loaded model;
+    None for a layout a run cannot choose (DMD2's full fake copy beside a LoRA generator)."""
+    if variant.form == "lora + full fake":
+        return None
+    lora = dataclasses.replace(RunConfig().model.lora, rank=settings.lora_config.rank, alpha=settings.lora_config.alpha)
+    model = ModelConfig(settings.backbone, "bench", settings.precision, full_finetune=variant.form == "full", lora=lora)
+    config = dataclasses.replace(RunConfig(), model=model, method=variant.method, methods=variant.methods())
+    return (estimate(config, adapter.transformer).total_bytes - loaded) / MIB
 
 
 def fresh_process_row(variant: Variant, settings: BenchSettings, model: BenchModel, out: Path, threads: int):

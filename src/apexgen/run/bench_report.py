@@ -36,8 +36,8 @@ def format_breakdown(rows: list[BenchRow]) -> str:
     """The predicted bytes of each row beside its measured peak (MiB above the loaded model)."""
     lines = [
         "| method | weights held | optimiser | gradients | activations | no-grad / backward | predicted | "
-        "measured | predicted / measured |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "measured | predicted / measured | dry-run estimate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         b = r.breakdown
@@ -47,7 +47,7 @@ def format_breakdown(rows: list[BenchRow]) -> str:
         lines.append(
             f"| {r.name} | {b.weights_mib:.1f} | {b.optimizer_mib:.1f} | {b.gradients_mib:.1f} | "
             f"{b.activations_mib:.1f} | {b.transient_mib:.1f} | {b.predicted_mib:.1f} | {r.training_peak_mib:.1f} | "
-            f"{ratio:.2f} |"
+            f"{ratio:.2f} | {'—' if r.dry_run_mib is None else f'{r.dry_run_mib:.1f}'} |"
         )
     return "\n".join(lines)
 
@@ -74,7 +74,8 @@ def write_report(settings: BenchSettings, model: BenchModel, rows: list[BenchRow
             else "all methods in one process (rough: a method's freed memory can hide the next one's). "
         )
         + "The breakdown (apexgen.run.bench_memory) predicts it from the networks "
-        "and one probe of each loss."
+        "and one probe of each loss; the dry-run estimate is what `apexgen train --dry-run` prints for the same "
+        "method and form (weights, gradients and optimiser states only), less the loaded model."
     )
     out.mkdir(parents=True, exist_ok=True)
     tables = [format_table(rows)] + ([format_breakdown(rows)] if any(r.breakdown for r in rows) else [])
