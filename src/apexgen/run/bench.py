@@ -214,6 +214,7 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
     peak above the memory after loading; in a fresh process, also the breakdown that predicts it."""
     adapter = loaded_model(settings, model)
     loaded, device = tensor_bytes([adapter]), torch.device(settings.device)
+    loaded_parameters = sum(p.numel() * p.element_size() for p in adapter.parameters())  # the estimate's basis
     after_loading = current_bytes(device)
     with PeakMemory(device) as building:
         objective = build(variant, settings, adapter)
@@ -227,7 +228,7 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
     peak_mib = max(max(building.peak_bytes, trainer.ledger.peak_bytes) - after_loading, 0) / MIB
     predicted, dry_run = None, None
     if settings.processes == "fresh":
-        dry_run = dry_run_estimate_mib(variant, settings, adapter, loaded)
+        dry_run = dry_run_estimate_mib(variant, settings, adapter, loaded_parameters)
         rng = torch.Generator(device).manual_seed(settings.seed)
         predicted = breakdown(objective, loaded, settings.steps - 1, next(batches), rng, trainer.autocast)
     row = BenchRow(
@@ -257,7 +258,8 @@ def warm_up(settings: BenchSettings) -> None:
 
 
 def dry_run_estimate_mib(variant: Variant, settings: BenchSettings, adapter, loaded: int) -> float | None:
-    """What ``apexgen train --dry-run`` estimates for the variant (run.estimate), less the loaded model;
+    """What ``apexgen train --dry-run`` estimates for the variant (run.estimate), less the loaded model's
+    parameters (``loaded`` bytes; the estimate counts parameters, not buffers);
     None for a layout a run cannot choose (DMD2's full fake copy beside a LoRA generator)."""
     if variant.form == "lora + full fake":
         return None
