@@ -47,6 +47,7 @@ from apexgen.run.bench_report import write_report
 from apexgen.run.config import ModelConfig, RunConfig
 from apexgen.run.estimate import estimate
 from apexgen.run.networks import upcast
+from apexgen.seeding import seeded_global_rng
 from apexgen.students import Networks, prepare_networks
 from apexgen.train.distributed import Distributed
 from apexgen.train.loop import TrainConfig, Trainer
@@ -174,8 +175,8 @@ class RandomBatches(DataStream):
 
 
 def loaded_model(settings: BenchSettings, model: BenchModel) -> DiffusersBackbone:
-    """The backbone as a user's model would be loaded: random-init, seeded, on the device in its dtype."""
-    torch.manual_seed(settings.seed)
+    """The backbone as a user's model would be loaded: random-init (from torch's global generator, which
+    ``run_variant`` seeds), on the device in its dtype."""
     dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
     with torch.device(settings.device):  # initialised where it runs: a 0.7B model in seconds on a GPU
         adapter = backbone_spec(settings.backbone).adapter_class().from_config(model.config)
@@ -212,12 +213,14 @@ def train_config(settings: BenchSettings) -> TrainConfig:
 def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, out: Path | None) -> BenchRow:
     """Load the model, then build the variant's networks and train ``settings.steps`` steps, measuring the
     peak above the memory after loading; in a fresh process, also the breakdown that predicts it."""
-    adapter = loaded_model(settings, model)
-    loaded, device = tensor_bytes([adapter]), torch.device(settings.device)
-    loaded_parameters = sum(p.numel() * p.element_size() for p in adapter.parameters())  # the estimate's basis
-    after_loading = current_bytes(device)
-    with PeakMemory(device) as building:
-        objective = build(variant, settings, adapter)
+    device = torch.device(settings.device)
+    with seeded_global_rng(settings.seed, device):  # the model's and the adapters' initialisation
+        adapter = loaded_model(settings, model)
+        loaded = tensor_bytes([adapter])
+        loaded_parameters = sum(p.numel() * p.element_size() for p in adapter.parameters())  # the estimate's basis
+        after_loading = current_bytes(device)
+        with PeakMemory(device) as building:
+            objective = build(variant, settings, adapter)
     batches = RandomBatches(settings, model, objective.student.latent_channels)
     # The trainer's device decides where its noise generator lives and what its ledger synchronises.
     trainer = Trainer(

@@ -50,7 +50,3 @@ def prepare_student(config: RunConfig, adapter: DiffusersBackbone, device: torch
         )
     upcast(p for p in networks.student.parameters() if p.requires_grad)
     return networks
-
-
-def trainable_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
