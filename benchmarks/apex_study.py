@@ -248,8 +248,12 @@ def format_table(records: list[dict]) -> str:
 
 
 def report(out: Path, destination: Path) -> None:
-    """Copy every kept record and grid to ``destination`` and print the table."""
-    records = [json.loads(p.read_text()) for p in sorted((out / "scores").glob("*.json"))]
+    """Copy every kept record and grid to ``destination`` (next to the records already there: a row of the
+    same name is replaced) and print the table."""
+    kept = destination / "records.json"
+    records = {r["name"]: r for r in json.loads(kept.read_text())} if kept.is_file() else {}
+    records |= {r["name"]: r for r in (json.loads(p.read_text()) for p in sorted((out / "scores").glob("*.json")))}
+    records = list(records.values())
     destination.mkdir(parents=True, exist_ok=True)
     (destination / "records.json").write_text(json.dumps(records, indent=1))
     for grid in (out / "grids").glob("*.png"):
