@@ -3,9 +3,9 @@ matching as the floor) at several batch sizes and resolutions on one backbone, e
 run in fresh processes.
 
     python benchmarks/bench_scaling.py --out runs/bench_scaling [--backbone sd3] [--size 100m]
-        [--batches 2 4] [--resolutions 128 192] [--methods flow_matching apex dmd2] [--lora]
+        [--batches 2 4] [--resolutions 128 192] [--methods flow_matching apex dmd2] [--steps 3] [--lora]
 
-Writes ``<out>/<resolution>_b<batch>/bench.json`` per cell (a kept cell is not rerun), then
+Writes ``<out>/<resolution>_b<batch>/<method>/bench.json`` per cell and method (a kept one is not rerun), then
 ``<out>/scaling.md`` (one table) and ``<out>/scaling.png`` (peak memory and step time against the image
 tokens per batch).
 """
@@ -13,6 +13,7 @@ tokens per batch).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -28,11 +29,14 @@ from apexgen.run.bench_report import REPORT  # noqa: E402
 
 
 def cell(out: Path, settings: BenchSettings) -> list[dict]:
-    """The rows of one (batch, resolution) cell: read back when kept, measured otherwise."""
-    folder = out / f"{settings.resolution}_b{settings.batch}"
-    if not (folder / REPORT).is_file():
-        run_bench(settings, folder)
-    rows = json.loads((folder / REPORT).read_text())["rows"]
+    """The rows of one (batch, resolution) cell, one bench run per method: read back when kept, measured
+    otherwise."""
+    rows = []
+    for method in settings.methods:
+        folder = out / f"{settings.resolution}_b{settings.batch}" / method
+        if not (folder / REPORT).is_file():
+            run_bench(dataclasses.replace(settings, methods=(method,)), folder)
+        rows += json.loads((folder / REPORT).read_text())["rows"]
     keys = {"backbone": settings.backbone, "size": settings.size, "batch": settings.batch}
     return [{**keys, "resolution": settings.resolution, **row} for row in rows]
 
@@ -82,7 +86,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 192])
     parser.add_argument("--methods", nargs="+", default=["flow_matching", "apex", "dmd2"])
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="APEX needs 3: one warm-up step, two regular")
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()

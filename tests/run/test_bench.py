@@ -12,7 +12,7 @@ FULL = ["flow_matching", "apex", "apex_paper", "apex_released", "twinflow", "dmd
 
 
 def test_bench_writes_the_table_of_every_method(tmp_path, capsys):
-    arguments = ["bench", "--backbone", "sd3", "--steps", "2", "--processes", "shared", "--out", str(tmp_path)]
+    arguments = ["bench", "--backbone", "sd3", "--steps", "3", "--processes", "shared", "--out", str(tmp_path)]
     assert main(arguments) == 0
     table = (tmp_path / "bench.md").read_text()
     assert table.splitlines()[2].startswith("| method | form | updates/step | s/step |")
@@ -30,7 +30,7 @@ def test_bench_writes_the_table_of_every_method(tmp_path, capsys):
 
 
 def test_lora_bench_adds_dmd2_with_a_full_fake_score(tmp_path):
-    settings = BenchSettings("z_image", lora=True, steps=2, processes="shared")
+    settings = BenchSettings("z_image", lora=True, steps=3, processes="shared")
     rows = {row.name: row for row in run_bench(settings, tmp_path)}
     assert list(rows) == [*FULL[:6], "dmd2_full_fake", "consistency"]
     lora = rows["apex"].trainable_parameters
@@ -41,7 +41,7 @@ def test_lora_bench_adds_dmd2_with_a_full_fake_score(tmp_path):
 
 def test_fresh_processes_measure_above_the_loaded_model_with_a_breakdown(tmp_path):
     methods = ("flow_matching", "apex", "apex_paper")
-    rows = {row.name: row for row in run_bench(BenchSettings("sd3", steps=2, methods=methods), tmp_path)}
+    rows = {row.name: row for row in run_bench(BenchSettings("sd3", steps=3, methods=methods), tmp_path)}
     assert list(rows) == list(methods)
     weights = {name: row.breakdown.weights_mib for name, row in rows.items()}
     model_mib = rows["flow_matching"].weights_mib

@@ -278,6 +278,18 @@ def fresh_process_row(variant: Variant, settings: BenchSettings, model: BenchMod
     return run_variant(variant, settings, model, out)
 
 
+def require_steady_steps(variant: Variant, steps: int) -> None:
+    """Two regular steps after APEX's fake warm-up: only from the second on are the student's optimiser
+    states held through its backward pass, as in a long run (the peak of a shorter run is too low)."""
+    warm_up = variant.methods().apex.fake_warmup if variant.method == "apex" else 0
+    if steps < warm_up + 2:
+        raise ConfigError(
+            "",
+            f"--steps {steps}: {variant.name} trains its fake branch alone for its first {warm_up} step(s) and "
+            f"needs {warm_up + 2} or more to measure its regular steps; pass --steps {warm_up + 2} or more",
+        )
+
+
 def run_bench(settings: BenchSettings, out: Path) -> list[BenchRow]:
     """Every chosen variant in turn; writes ``bench.md`` and ``bench.json`` into ``out``."""
     if settings.steps < 2:
@@ -289,6 +301,7 @@ def run_bench(settings: BenchSettings, out: Path) -> list[BenchRow]:
     chosen = chosen_variants(settings)
     for variant in chosen:
         require_batch_fits(variant.method, variant.methods(), settings.batch, "--batch")
+        require_steady_steps(variant, settings.steps)
     if settings.processes == "shared":
         warm_up(settings)
     rows = []
