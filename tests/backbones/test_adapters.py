@@ -152,3 +152,24 @@ def test_registry_resolves_every_adapter_and_pipeline():
     for name in BACKBONES:
         assert backbone_name(adapter_class(name)) == name
         assert pipeline_class(name).__name__ == BACKBONES[name].pipeline
+
+
+LAYER_NORMED_TEXT = ("sd3", "flux", "qwen_image")  # blocks that LayerNorm the projected text before any use
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_projected_shift_offset_b_is_invisible_where_blocks_layer_norm_the_text(name):
+    """S(c) = a·c + b on projected tokens: LayerNorm removes b·1 (the mean over features) and the scale of
+    a·c, so on these backbones only the sign of a is seen (benchmarks/apex_study.md, Table 7); SANA's RMSNorm
+    and Z-Image's refiner see both."""
+    backbone = tiny_backbone(name)
+    x, t, cond = inputs(name)
+    with torch.no_grad():
+        offset = backbone(x, t, cond, shift=ConditionShift(a=-0.5, b=1.0)) - backbone(
+            x, t, cond, shift=ConditionShift(a=-0.5, b=0.0)
+        )
+        scaled = backbone(x, t, cond, shift=ConditionShift(a=0.5, b=0.0)) - backbone(x, t, cond)
+    if name in LAYER_NORMED_TEXT:
+        assert offset.abs().max() < 1e-5 and scaled.abs().max() < 5e-3
+    else:
+        assert offset.abs().max() > 1e-2 and scaled.abs().max() > 1e-2
