@@ -12,6 +12,7 @@ from PIL import Image
 
 from apexgen.cli import main
 from apexgen.export import SETTINGS_FILE
+from apexgen.progress import PROGRESS_VARIABLE
 from tests.data.tiny_pipelines import SIDE
 from tests.run.helpers import images, train_arguments
 
@@ -49,8 +50,9 @@ def dpg(tmp_path):
 
 
 @pytest.fixture
-def generate(student):
+def generate(student, monkeypatch):
     """``generate(prompts, out, *extra)``: the exit code of ``apexgen generate`` at 32×32."""
+    monkeypatch.setenv(PROGRESS_VARIABLE, "1")  # restored after the test: --no-progress sets it to "0"
     model, export = student
 
     def run(prompts, out, *extra):
