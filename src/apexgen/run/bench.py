@@ -34,13 +34,12 @@ import torch
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import LoRAConfig
 from apexgen.backbones.registry import backbone_spec
-from apexgen.batch import Batch, DataStream
-from apexgen.condition import TextCondition
 from apexgen.config import ConfigError
 from apexgen.memory import PeakMemory, current_bytes
 from apexgen.objectives import MethodsConfig, build_objective, require_batch_fits
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.base import Objective
+from apexgen.run.bench_batches import RandomBatches
 from apexgen.run.bench_memory import MemoryBreakdown, breakdown, tensor_bytes
 from apexgen.run.bench_models import BenchModel, bench_model
 from apexgen.run.bench_report import write_report
@@ -57,9 +56,6 @@ log = logging.getLogger(__name__)
 MIB = 2**20
 METHODS = ("flow_matching", "apex", "twinflow", "dmd2", "consistency")
 APEX_PRESETS = ("paper", "released")  # benched next to the default (``ours``) as apex_<preset>
-TEXT_WIDTH = {"sd3": "joint_attention_dim", "flux": "joint_attention_dim", "qwen_image": "joint_attention_dim"}
-TEXT_WIDTH |= {"sana": "caption_channels", "z_image": "cap_feat_dim"}
-POOLED = ("sd3", "flux")  # backbones that take a pooled text vector (and no text mask)
 # APEX's regression anchor draws a pool of teacher endpoints before training: a few pairs of 2 Euler steps
 # here (its memory is the pool's latents, negligible; its time is not a training step).
 BENCH_POOL = {"regression_pairs": 8, "regression_steps": 2}
@@ -148,30 +144,6 @@ def chosen_variants(settings: BenchSettings) -> list[Variant]:
             "", f"--methods: unknown bench method(s) {', '.join(unknown)}; choose from {', '.join(names)}"
         )
     return [v for v in every if not settings.methods or v.name in settings.methods]
-
-
-class RandomBatches(DataStream):
-    """The same random batches for every method: latents and text conditions drawn from a seeded generator."""
-
-    def __init__(self, settings: BenchSettings, model: BenchModel, latent_channels: int):
-        self.settings, self.model, self.channels = settings, model, latent_channels
-        self.generator = torch.Generator().manual_seed(settings.seed)
-
-    def condition(self, zero: bool = False) -> TextCondition:
-        settings, config = self.settings, self.model.config
-        shape = (settings.batch, self.model.text_tokens, config[TEXT_WIDTH[settings.backbone]])
-        tokens = torch.zeros(shape) if zero else torch.randn(shape, generator=self.generator)
-        if settings.backbone in POOLED:
-            pooled = torch.zeros(settings.batch, config["pooled_projection_dim"])
-            return TextCondition(tokens, pooled if zero else pooled.normal_(generator=self.generator))
-        return TextCondition(tokens, None, torch.ones(shape[:2], dtype=torch.bool))
-
-    def __next__(self) -> Batch:
-        side = (self.settings.resolution or self.model.resolution) // self.model.vae_factor
-        x0 = torch.randn(self.settings.batch, self.channels, side, side, generator=self.generator)
-        batch = Batch(x0, self.condition(), self.condition(zero=True))
-        device = torch.device(self.settings.device)
-        return Batch(batch.x0.to(device), batch.cond.to(device), batch.null_cond.to(device))
 
 
 def loaded_model(settings: BenchSettings, model: BenchModel) -> DiffusersBackbone:

@@ -25,7 +25,7 @@ from apexgen.condition import TextCondition
 from apexgen.config import ConfigError
 from apexgen.data.encoding import ENCODINGS, PipelineEncoder, call_default
 from apexgen.export import sampling_scheduler, sampling_settings
-from apexgen.run.bench import TEXT_WIDTH
+from apexgen.run.bench_batches import TEXT_WIDTH
 from apexgen.run.bench_models import bench_model
 from apexgen.run.pipeline import DTYPES, PipelineError, exact_size, load_pipeline, sampling_arguments
 from apexgen.seeding import seeded_global_rng

@@ -1,0 +1,44 @@
+"""The batches of ``apexgen bench``: the same random latents and text conditions for every method, drawn
+from a generator seeded by the bench's seed, shaped for the backbone's transformer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from apexgen.batch import Batch, DataStream
+from apexgen.condition import TextCondition
+
+if TYPE_CHECKING:
+    from apexgen.run.bench import BenchSettings
+    from apexgen.run.bench_models import BenchModel
+
+# The transformer config key of each backbone's text width.
+TEXT_WIDTH = {"sd3": "joint_attention_dim", "flux": "joint_attention_dim", "qwen_image": "joint_attention_dim"}
+TEXT_WIDTH |= {"sana": "caption_channels", "z_image": "cap_feat_dim"}
+POOLED = ("sd3", "flux")  # backbones that take a pooled text vector (and no text mask)
+
+
+class RandomBatches(DataStream):
+    """The same random batches for every method: latents and text conditions drawn from a seeded generator."""
+
+    def __init__(self, settings: BenchSettings, model: BenchModel, latent_channels: int):
+        self.settings, self.model, self.channels = settings, model, latent_channels
+        self.generator = torch.Generator().manual_seed(settings.seed)
+
+    def condition(self, zero: bool = False) -> TextCondition:
+        settings, config = self.settings, self.model.config
+        shape = (settings.batch, self.model.text_tokens, config[TEXT_WIDTH[settings.backbone]])
+        tokens = torch.zeros(shape) if zero else torch.randn(shape, generator=self.generator)
+        if settings.backbone in POOLED:
+            pooled = torch.zeros(settings.batch, config["pooled_projection_dim"])
+            return TextCondition(tokens, pooled if zero else pooled.normal_(generator=self.generator))
+        return TextCondition(tokens, None, torch.ones(shape[:2], dtype=torch.bool))
+
+    def __next__(self) -> Batch:
+        side = (self.settings.resolution or self.model.resolution) // self.model.vae_factor
+        x0 = torch.randn(self.settings.batch, self.channels, side, side, generator=self.generator)
+        batch = Batch(x0, self.condition(), self.condition(zero=True))
+        device = torch.device(self.settings.device)
+        return Batch(batch.x0.to(device), batch.cond.to(device), batch.null_cond.to(device))
