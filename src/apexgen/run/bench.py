@@ -40,7 +40,7 @@ from apexgen.objectives import MethodsConfig, build_objective, require_batch_fit
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.base import Objective
 from apexgen.run.bench_batches import RandomBatches
-from apexgen.run.bench_memory import MemoryBreakdown, breakdown, tensor_bytes
+from apexgen.run.bench_memory import MemoryBreakdown, breakdown, held_modules, tensor_bytes
 from apexgen.run.bench_models import BenchModel, bench_model
 from apexgen.run.bench_report import write_report
 from apexgen.run.config import ModelConfig, RunConfig
@@ -105,7 +105,7 @@ class Variant:
     def methods(self) -> MethodsConfig:
         """The method's default settings (APEX: its preset) with the bench's short pool and warm-up."""
         apex = APEXConfig.from_preset(self.preset or "ours")
-        short = {k: v for k, v in BENCH_POOL.items()} | {"fake_warmup": min(apex.fake_warmup, BENCH_FAKE_WARMUP)}
+        short = BENCH_POOL | {"fake_warmup": min(apex.fake_warmup, BENCH_FAKE_WARMUP)}
         return dataclasses.replace(MethodsConfig(), apex=dataclasses.replace(apex, **short))
 
 
@@ -212,7 +212,7 @@ def run_variant(variant: Variant, settings: BenchSettings, model: BenchModel, ou
         variant.form,
         len(objective.schedule(settings.steps - 1)),
         trainer.ledger.summary()["seconds"],
-        tensor_bytes([*objective.networks().values(), objective]) / MIB,
+        tensor_bytes(held_modules(objective)) / MIB,
         peak_mib,
         result.trainable_parameters,
         objective.held_parameters(),
