@@ -149,6 +149,17 @@ ROWS: dict[str, list[Row]] = {
         for b in (0.0, 1.0)
         if (a, b) != (-0.5, 1.0)
     ],
+    "table7_embeds": [
+        row(
+            f"paper_embeds_a{a:g}_b{b:g}",
+            "method.apex.preset=paper",
+            "method.apex.shift.where=embeds",
+            f"method.apex.shift.a={a}",
+            f"method.apex.shift.b={b}",
+        )
+        for a in (-1.0, -0.5, 0.5)
+        for b in (0.0, 1.0)
+    ],
     "paper_options": [
         row("paper_nograd", "method.apex.preset=paper", "method.apex.paper.fake_gradient=false"),
         row(
