@@ -82,7 +82,7 @@ def test_cache_is_used_and_checked(tmp_path, monkeypatch, caplog):
     report = json.loads((tmp_path / REPORT_FILE).read_text())
     assert report["test_accuracy"] == trained.report.test_accuracy and report["training"]["epochs"] == 1
     monkeypatch.setattr(classifier_module, "train_classifier", lambda *args: pytest.fail("retrained"))
-    loaded = load_or_train_classifier(config)
+    loaded = load_or_train_classifier(config, lambda limit: pytest.fail("loaded the training data"))
     assert torch.equal(loaded.predict(test.images), trained.predict(test.images))
     assert loaded.report == trained.report
     with pytest.raises(ValueError, match="other settings"):
@@ -92,9 +92,8 @@ def test_cache_is_used_and_checked(tmp_path, monkeypatch, caplog):
         load_classifier(config, tmp_path)
     retrained = []
     monkeypatch.setattr(classifier_module, "train_classifier", lambda *args: retrained.append(1) or trained)
-    monkeypatch.setattr(classifier_module, "load_split", lambda *args: None)
     with caplog.at_level(logging.WARNING, logger="apexgen.eval.classifier"):
-        load_or_train_classifier(config)
+        load_or_train_classifier(config, lambda limit: (train, test))
     assert retrained == [1] and "retraining" in caplog.text
     assert load_classifier(config, tmp_path).report == trained.report  # the rebuilt cache is usable
 
@@ -109,5 +108,6 @@ def test_config_check():
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_DATA, reason="Fashion-MNIST is not installed")
 def test_full_training_reaches_ninety_percent(tmp_path):
-    classifier = load_or_train_classifier(ClassifierConfig(cache_dir=str(tmp_path)))
+    config = ClassifierConfig(cache_dir=str(tmp_path))
+    classifier = load_or_train_classifier(config, lambda limit: (load_split("train", limit=limit), load_split("test")))
     assert classifier.report.test_accuracy >= 0.89

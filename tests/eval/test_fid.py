@@ -12,6 +12,7 @@ from apexgen.eval.fid import (
     FEATURE_DIM,
     FeatureStatistics,
     FIDConfig,
+    ReferenceImages,
     feature_statistics,
     fid_against_reference,
     frechet_distance,
@@ -159,21 +160,27 @@ def test_reference_statistics_are_cached_and_rebuilt_when_corrupt(tmp_path, monk
     monkeypatch.setattr(fid, "inception_features", counter)
     monkeypatch.setattr(fid, "FEATURE_DIM", SMALL_DIM)
     config = FIDConfig(samples=8, cache_dir=str(tmp_path), matrix_sqrt="eigh")
-    first = reference_statistics(config)
-    second = reference_statistics(config)
+    test = ReferenceImages("fashion_mnist_test", lambda count: load_split("test", limit=count).images)
+    first = reference_statistics(config, test)
+    cached = ReferenceImages("fashion_mnist_test", lambda count: pytest.fail("loaded cached reference images"))
+    second = reference_statistics(config, cached)
     assert counter.images == 8 and second.count == 8
     np.testing.assert_array_equal(first.covariance, second.covariance)
-    reference_statistics(FIDConfig(samples=9, cache_dir=str(tmp_path)))
+    reference_statistics(FIDConfig(samples=9, cache_dir=str(tmp_path)), test)
     assert counter.images == 17  # the key includes the number of images
     (path,) = tmp_path.glob("*n8_*.safetensors")
     path.write_bytes(path.read_bytes()[:1000])
-    third = reference_statistics(config)
+    third = reference_statistics(config, test)
     assert counter.images == 25 and "recomputing" in caplog.text
     np.testing.assert_array_equal(first.mean, third.mean)
     test_images = load_split("test", limit=8).images
-    result = fid_against_reference(test_images, config)
+    result = fid_against_reference(test_images, config, test)
     assert result.fid == pytest.approx(0.0, abs=1e-6 * np.trace(first.covariance))
     assert (result.samples, result.reference_samples) == (8, 8)
+    with pytest.raises(ValueError, match="asks for 9 reference images; three has 3"):
+        reference_statistics(
+            FIDConfig(samples=9, cache_dir=str(tmp_path / "other")), ReferenceImages("three", lambda n: test_images[:3])
+        )
 
 
 def test_config_check():

@@ -1,5 +1,5 @@
-"""Prompt adherence without CLIP: a small CNN trained in-project on the Fashion-MNIST train split, scoring
-whether a generated image shows the class its prompt named.
+"""Prompt adherence without CLIP: a small CNN trained in-project on a labelled training split (the
+Fashion-MNIST job's: its train split), scoring whether a generated image shows the class its prompt named.
 
 Trained once (seeded, a few CPU minutes) and cached as ``classifier.safetensors`` plus
 ``classifier.json`` (its configuration and measured test accuracy); a cache written with another
@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,6 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from apexgen.config import require, require_non_negative, require_positive
-from apexgen.data.fashion_mnist import DEFAULT_DATA_DIR, IMAGE_SIZE, LabelledImages, load_split
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,22 @@ class ClassifierConfig:
         require_non_negative(self, "weight_decay", "train_limit")
 
 
+class LabelledImages(Protocol):
+    """What the classifier trains and is tested on: images (N, C, H, W) in [-1, 1], their class labels (N,)
+    and the names of the classes (e.g. ``apexgen.data.fashion_mnist.LabelledImages``)."""
+
+    images: Tensor
+    labels: Tensor
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int: ...
+
+
 class SmallCNN(nn.Module):
     """conv 3×3 → batch norm → ReLU → 2× max-pool per stage, then a linear map of the flattened features
     (keeping where things are: a global average pool loses ~9 points of accuracy here)."""
 
-    def __init__(self, channels: tuple[int, ...], classes: int, in_channels: int = 1, image_size: int = IMAGE_SIZE):
+    def __init__(self, channels: tuple[int, ...], classes: int, in_channels: int, image_size: int):
         super().__init__()
         self.in_channels, self.image_size, self.classes = in_channels, image_size, classes
         stages, width = [], in_channels
@@ -178,16 +190,17 @@ def training_settings(config: ClassifierConfig) -> dict:
     return settings
 
 
-def load_or_train_classifier(config: ClassifierConfig, data_dir: str | Path = DEFAULT_DATA_DIR) -> PromptClassifier:
-    """The classifier cached in ``config.cache_dir``, trained (and cached) first if there is none."""
+def load_or_train_classifier(
+    config: ClassifierConfig, splits: Callable[[int], tuple[LabelledImages, LabelledImages]]
+) -> PromptClassifier:
+    """The classifier cached in ``config.cache_dir``, trained (and cached) first if there is none, on the
+    (train, test) pair ``splits(config.train_limit)`` returns (called only then)."""
     directory = Path(config.cache_dir)
     if (directory / REPORT_FILE).is_file() or (directory / WEIGHTS_FILE).is_file():
         try:
             return load_classifier(config, directory)
         except ValueError as error:
             log.warning("retraining the classifier: %s", error)
-    classifier = train_classifier(
-        config, load_split("train", data_dir, config.train_limit), load_split("test", data_dir)
-    )
+    classifier = train_classifier(config, *splits(config.train_limit))
     save_classifier(classifier, config, directory)
     return classifier

@@ -27,6 +27,7 @@ import functools
 import importlib.util
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,7 +40,6 @@ from safetensors.torch import safe_open, save_file
 from torch import Tensor
 
 from apexgen.config import require_positive
-from apexgen.data.fashion_mnist import DEFAULT_DATA_DIR, load_split
 from apexgen.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -183,11 +183,21 @@ def frechet_distance_of_features(a: Tensor | np.ndarray, b: Tensor | np.ndarray)
     return float(mean_term + trace_a + trace_b - 2 * np.linalg.svd(cross, compute_uv=False).sum())
 
 
+@dataclass(frozen=True)
+class ReferenceImages:
+    """The real images generated ones are compared with: ``load(n)`` returns the first ``n`` of them (fewer if
+    there are fewer), (N, C, H, W) in [-1, 1]; ``name`` keys their cached statistics. They are loaded only
+    when no statistics are cached."""
+
+    name: str
+    load: Callable[[int], Tensor]
+
+
 def reference_statistics(
-    config: FIDConfig, data_dir: str | Path = DEFAULT_DATA_DIR, device: str | torch.device = "cpu"
+    config: FIDConfig, reference: ReferenceImages, device: str | torch.device = "cpu"
 ) -> FeatureStatistics:
-    """Statistics of the first ``config.samples`` Fashion-MNIST test images, cached on disk."""
-    path = Path(config.cache_dir) / f"fashion_mnist_test_n{config.samples}_v{PREPROCESSING_VERSION}.safetensors"
+    """Statistics of the first ``config.samples`` reference images, cached on disk."""
+    path = Path(config.cache_dir) / f"{reference.name}_n{config.samples}_v{PREPROCESSING_VERSION}.safetensors"
     key = {"samples": str(config.samples), "preprocessing": str(PREPROCESSING_VERSION), "network": INCEPTION_FILE}
     if path.is_file():
         try:
@@ -195,11 +205,11 @@ def reference_statistics(
         except ValueError as error:
             log.warning("recomputing the FID reference statistics %s: %s", path, error)
             path.unlink()
-    test = load_split("test", data_dir, limit=config.samples)
-    if len(test) < config.samples:
-        raise ValueError(f"FID asks for {config.samples} reference images; the test split has {len(test)}")
-    log.info("computing FID reference statistics of %d test images (cached at %s)", config.samples, path)
-    statistics = feature_statistics(inception_features(test.images, config.batch_size, device))
+    images = reference.load(config.samples)
+    if len(images) < config.samples:
+        raise ValueError(f"FID asks for {config.samples} reference images; {reference.name} has {len(images)}")
+    log.info("computing FID reference statistics of %d %s images (cached at %s)", config.samples, reference.name, path)
+    statistics = feature_statistics(inception_features(images, config.batch_size, device))
     write_statistics(path, statistics, key)
     return statistics
 
@@ -237,9 +247,9 @@ class FIDResult:
 
 
 def fid_against_reference(
-    images: Tensor, config: FIDConfig, data_dir: str | Path = DEFAULT_DATA_DIR, device: str | torch.device = "cpu"
+    images: Tensor, config: FIDConfig, reference: ReferenceImages, device: str | torch.device = "cpu"
 ) -> FIDResult:
-    """FID of generated ``images`` (N, 1, 32, 32) in [-1, 1] against the Fashion-MNIST test split."""
-    reference = reference_statistics(config, data_dir, device)
+    """FID of generated ``images`` (N, C, H, W) in [-1, 1] against ``reference``."""
+    statistics = reference_statistics(config, reference, device)
     generated = feature_statistics(inception_features(images, config.batch_size, device))
-    return FIDResult(frechet_distance(generated, reference, config.matrix_sqrt), generated.count, reference.count)
+    return FIDResult(frechet_distance(generated, statistics, config.matrix_sqrt), generated.count, statistics.count)

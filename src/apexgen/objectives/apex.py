@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from apexgen import flow
 from apexgen.batch import Batch
 from apexgen.condition import Condition
+from apexgen.ema import ema_update
 from apexgen.guidance import guidance_direction, guided_velocity
 from apexgen.objectives.apex_config import (
     APEXConfig,
@@ -38,7 +39,6 @@ from apexgen.objectives.base import (
 from apexgen.objectives.lag import fake_branch_lag
 from apexgen.objectives.regression import PoolHolder, endpoint_pool, regression_loss
 from apexgen.sampling import one_step_with_velocity
-from apexgen.train.ema import ema_update
 
 __all__ = ["APEX", "APEXConfig", "APEXSlices", "FakeKey", "GeneratorForm", "PaperOptions"]
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from apexgen.batch import Batch
-from apexgen.train.ledger import NullLedger, TimeLedger
+from apexgen.ledger import NullLedger, TimeLedger
 
 LossKind = Literal["mse", "barron"]
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from apexgen import flow
 from apexgen.batch import Batch
 from apexgen.config import require, require_positive
+from apexgen.ema import ema_update
 from apexgen.guidance import guided_velocity
 from apexgen.objectives.base import (
     LossKind,
@@ -24,7 +25,6 @@ from apexgen.objectives.base import (
     per_sample_error,
     weighted_mean,
 )
-from apexgen.train.ema import ema_update
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 
 from apexgen.backbones.registry import backbone_spec
@@ -41,18 +40,6 @@ def load_transformer(config: RunConfig):
         ) from None
 
 
-def apply_ema(path: Path, student) -> bool:
-    """Copy the checkpoint's EMA of the student's weights into them; False when the run kept none."""
-    ema = checkpoint.read_torch(path / "random_and_ema.pt")["ema"]
-    if ema is None:
-        return False
-    parameters = dict(student.named_parameters())
-    with torch.no_grad():
-        for name, value in ema["shadow"].items():
-            parameters[name].copy_(value)
-    return True
-
-
 def reexport(run: Path, out: Path | None = None) -> ExportResult:
     """Export the newest checkpoint of ``run`` into ``out`` (default: ``<run>/export``)."""
     config = run_config(run)
@@ -63,8 +50,7 @@ def reexport(run: Path, out: Path | None = None) -> ExportResult:
             f"first); the export written at the end of a complete run is in {run / EXPORT_FOLDER}"
         )
     student = prepare_student(config, load_transformer(config)).student
-    checkpoint.load_student(latest / "student.safetensors", student)
-    averaged = apply_ema(latest, student)
+    averaged = checkpoint.load_averaged_student(latest, student)
     student.eval()
     export = (export_full if config.model.full_finetune else export_lora)(student, out or run / EXPORT_FOLDER)
     log.info("exported %s%s to %s", latest, " (EMA weights)" if averaged else "", export.directory)

@@ -21,10 +21,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from apexgen.data.fashion_mnist import load_split
 from apexgen.eval.classifier import PromptClassifier, load_classifier, load_or_train_classifier
 from apexgen.eval.diversity import near_duplicate_share, prompt_diversity
 from apexgen.eval.fid import (
     FeatureStatistics,
+    ReferenceImages,
     feature_statistics,
     frechet_distance,
     inception_features,
@@ -212,13 +214,21 @@ def prompt_classifier(config: T2IConfig) -> PromptClassifier:
             return load_classifier(config.eval.classifier, shipped)
         except ValueError as error:
             log.info("not using the shipped classifier (%s)", error)
-    return load_or_train_classifier(config.eval.classifier, config.data.data_dir)
+    data_dir = config.data.data_dir
+    return load_or_train_classifier(
+        config.eval.classifier, lambda limit: (load_split("train", data_dir, limit), load_split("test", data_dir))
+    )
+
+
+def fashion_mnist_test(data_dir: str) -> ReferenceImages:
+    """The FID reference of this job: the Fashion-MNIST test split."""
+    return ReferenceImages("fashion_mnist_test", lambda count: load_split("test", data_dir, limit=count).images)
 
 
 def scorer(config: T2IConfig) -> Scorer:
     encoder = text_encoder(config.text)
     classifier = prompt_classifier(config)
-    reference = reference_statistics(config.eval.fid, config.data.data_dir)
+    reference = reference_statistics(config.eval.fid, fashion_mnist_test(config.data.data_dir))
     return Scorer(evaluation_prompts(encoder), reference, classifier, config)
 
 

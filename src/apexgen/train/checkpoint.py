@@ -239,6 +239,20 @@ def load_student(path: Path, student: nn.Module, distributed: Distributed | None
     (distributed or Distributed()).load_model_state(student, weights, strict=False)
 
 
+def load_averaged_student(path: Path, student: nn.Module) -> bool:
+    """Load checkpoint ``path``'s trainable weights into ``student``, then its EMA of them over those when the
+    run kept one (what an export holds); returns whether it did."""
+    load_student(path / "student.safetensors", student)
+    ema = read_torch(path / "random_and_ema.pt")["ema"]
+    if ema is None:
+        return False
+    parameters = dict(student.named_parameters())
+    with torch.no_grad():
+        for name, value in ema["shadow"].items():
+            parameters[name].copy_(value)
+    return True
+
+
 def read_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)

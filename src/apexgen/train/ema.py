@@ -1,4 +1,4 @@
-"""Exponential moving averages of parameters: θ_ema ← μ·θ_ema + (1 − μ)·θ."""
+"""The training loop's EMA of the trainable weights, with the update rule of ``apexgen.ema``."""
 
 from __future__ import annotations
 
@@ -8,20 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-
-@torch.no_grad()
-def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
-    """Move ``target``'s parameters toward ``source``'s (same architecture); copy buffers."""
-    for ema_param, param in zip(target.parameters(), source.parameters(), strict=True):
-        ema_param.lerp_(param.detach().to(ema_param.dtype), 1 - decay)
-    for ema_buffer, buffer in zip(target.buffers(), source.buffers(), strict=True):
-        ema_buffer.copy_(buffer)
-
-
-def warmed_up_decay(decay: float, updates: int) -> float:
-    """min(μ, (1 + n)/(10 + n)): early averages forget the initial weights quickly (a plain μ = 0.999 still
-    gives random initial weights 37% of the average after 1,000 updates)."""
-    return min(decay, (1 + updates) / (10 + updates))
+from apexgen.ema import lerp_toward, warmed_up_decay
 
 
 class ParameterEMA:
@@ -35,10 +22,9 @@ class ParameterEMA:
 
     @torch.no_grad()
     def update(self) -> None:
-        decay = warmed_up_decay(self.decay, self.updates)
         parameters = dict(self.module.named_parameters())
-        for name, average in self.shadow.items():
-            average.lerp_(parameters[name].detach().to(average.dtype), 1 - decay)
+        values = (parameters[name] for name in self.shadow)
+        lerp_toward(self.shadow.values(), values, warmed_up_decay(self.decay, self.updates))
         self.updates += 1
 
     def state_dict(self) -> dict:

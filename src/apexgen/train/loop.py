@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from apexgen.batch import DataStream
+from apexgen.ledger import TimeLedger
 from apexgen.memory import MIB, current_bytes
 from apexgen.objectives.base import Objective
 from apexgen.progress import progress_bar, progress_shown
@@ -28,7 +29,6 @@ from apexgen.train import checkpoint
 from apexgen.train.distributed import Distributed
 from apexgen.train.ema import ParameterEMA
 from apexgen.train.interrupt import TrainingInterrupted, stop_requests
-from apexgen.train.ledger import TimeLedger
 from apexgen.train.settings import OptimizerConfig, TrainConfig, learning_rate
 
 log = logging.getLogger(__name__)
