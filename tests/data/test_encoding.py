@@ -7,8 +7,9 @@ import pytest
 import torch
 from diffusers import FluxImg2ImgPipeline, QwenImageImg2ImgPipeline
 
-from apexgen.data.encoding import SEEDS_PER_RUN, PipelineEncoder
+from apexgen.data.encoding import PipelineEncoder
 from apexgen.data.stream import batch_conditions
+from apexgen.seeding import RECORD_ENCODING
 from tests.backbones.tiny import NAMES, text_condition, tiny_backbone
 from tests.data.tiny_pipelines import MAX_SEQUENCE_LENGTH, SIDE, tiny_pipeline
 
@@ -77,7 +78,7 @@ def test_prompt_embeddings_have_the_backbone_layout(name):
 
 
 def generators(indices, seed=0):
-    return [torch.Generator().manual_seed(seed * SEEDS_PER_RUN + index) for index in indices]
+    return [RECORD_ENCODING.generator(seed, index) for index in indices]
 
 
 def images(count: int) -> torch.Tensor:

@@ -36,10 +36,9 @@ from torch import Tensor
 from apexgen.condition import TextCondition
 from apexgen.data.image_text import ImageText, Reader
 from apexgen.progress import progress_bar
+from apexgen.seeding import RECORD_ENCODING
 
 log = logging.getLogger(__name__)
-
-SEEDS_PER_RUN = 2**32  # per-record seeds are seed · 2^32 + index: distinct for indices below 2^32
 
 
 @dataclass
@@ -218,7 +217,7 @@ class PipelineEncoder:
     def encode_images(self, images: Tensor, indices: Sequence[int]) -> Tensor:
         """(B, 3, H, W) images in [-1, 1] → (B, C, h, w) latents on the CPU; ``indices`` seed the draws."""
         vae = self.pipeline.vae
-        generators = [torch.Generator().manual_seed(self.seed * SEEDS_PER_RUN + index) for index in indices]
+        generators = [RECORD_ENCODING.generator(self.seed, index) for index in indices]
         images = images.to(device=vae.device, dtype=vae.dtype)
         return self.rules.latents(self.pipeline, images, generators, self.latent_sample == "sample").cpu()
 

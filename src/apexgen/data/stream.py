@@ -29,14 +29,13 @@ import torch
 from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
 from apexgen.data.encoding import EncodedDataset, EncodedText
+from apexgen.seeding import EPOCH_ORDER
 
 log = logging.getLogger(__name__)
 
-EPOCHS_PER_SEED = 2**32  # epoch orders are seeded with seed · 2^32 + epoch: distinct for epochs below 2^32
-
 
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed * EPOCHS_PER_SEED + epoch)
+    generator = EPOCH_ORDER.generator(seed, epoch)
     return torch.randperm(size, generator=generator)
 
 

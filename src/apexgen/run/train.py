@@ -36,7 +36,7 @@ from apexgen.run.config import RunConfig
 from apexgen.run.networks import check_lora_rank, prepare_student, upcast
 from apexgen.run.pipeline import load_pipeline, move_text_encoders
 from apexgen.run.preview import Previewer
-from apexgen.seeding import seeded_global_rng
+from apexgen.seeding import OBJECTIVE_INIT, seeded_global_rng
 from apexgen.train.distributed import Distributed
 from apexgen.train.loop import Trainer, TrainResult
 from apexgen.train.run_folder import check_run_folder, remove_previous_run
@@ -111,7 +111,7 @@ def encode_data(config: RunConfig, pipeline, distributed: Distributed):
 
 def training_objective(config: RunConfig, adapter, device: torch.device) -> Objective:
     networks = prepare_student(config, adapter, device)
-    with seeded_global_rng(config.train.seed + 1, device):  # e.g. DMD2's discriminator head
+    with seeded_global_rng(OBJECTIVE_INIT.seed(config.train.seed), device):  # e.g. DMD2's discriminator head
         objective = build_objective(config.method, config.methods, networks.student, networks.teacher, networks.fake)
     objective.to(device)
     upcast(p for group in objective.parameter_groups().values() for p in group)  # e.g. DMD2's fake copy

@@ -10,6 +10,7 @@ from typing import Literal
 
 import torch
 
+from apexgen import seeding
 from apexgen.condition import TextCondition
 from apexgen.progress import progress_bar
 from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
@@ -28,9 +29,7 @@ class Generated:
 
 def noise_for(indices: torch.Tensor, seed: int, shape: tuple[int, ...] = IMAGE_SHAPE) -> torch.Tensor:
     """The initial noise of image ``i`` depends only on (seed, i): every model starts from the same noise."""
-    return torch.stack(
-        [torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i))) for i in indices]
-    )
+    return torch.stack([torch.randn(shape, generator=seeding.IMAGE_NOISE.generator(seed, int(i))) for i in indices])
 
 
 @torch.no_grad()
@@ -48,7 +47,7 @@ def generate(
     """Images for prompts ``embeddings.rows(prompt_index)``; ``nfe`` steps (each step of the teacher with
     guidance > 1 evaluates the network twice)."""
     images, started = [], time.perf_counter()
-    few_step_noise = torch.Generator().manual_seed(seed + 1)
+    few_step_noise = seeding.FEW_STEP_NOISE.generator(seed)
     starts = range(0, len(prompt_index), batch_size)
     name = f"{sampler}, NFE {nfe}"
     for start in progress_bar(starts, f"generating ({name})", unit="batch", shown=len(starts) > 1):

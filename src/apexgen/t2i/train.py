@@ -16,7 +16,7 @@ from apexgen.config import to_dict
 from apexgen.data.text_images import fashion_mnist_stream
 from apexgen.export import TRANSFORMER_FOLDER, export_full, export_lora
 from apexgen.objectives import build_objective
-from apexgen.seeding import seeded_global_rng
+from apexgen.seeding import OBJECTIVE_INIT, seeded_global_rng
 from apexgen.t2i.config import T2IConfig
 from apexgen.t2i.generate import generate
 from apexgen.t2i.images import save_grid
@@ -118,7 +118,7 @@ def distill(
     settings = config.distill
     encoder = text_encoder(config.text)
     networks = make_student(teacher_dir, settings, config.method)
-    with seeded_global_rng(settings.train.seed + 1):  # e.g. DMD2's discriminator head
+    with seeded_global_rng(OBJECTIVE_INIT.seed(settings.train.seed)):  # e.g. DMD2's discriminator head
         objective = build_objective(settings.method, config.method, networks.student, networks.teacher, networks.fake)
     stream = fashion_mnist_stream(config.data, encoder, settings.train.batch_size, settings.train.seed)
     prompts = evaluation_prompts(encoder)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from apexgen import seeding
 from apexgen.backbones.mlp import MLPConfig, MLPVelocity
 from apexgen.condition import VectorCondition
 from apexgen.config import require, require_positive, to_dict
@@ -35,7 +36,6 @@ from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer, TrainResul
 log = logging.getLogger(__name__)
 
 # Offsets that keep the random streams of training data, evaluation noise and reference samples apart.
-EVAL_NOISE_STREAM, REFERENCE_STREAM, METRIC_STREAM, STUDENT_STREAM = 1_000, 2_000, 3_000, 4_000
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,10 @@ class ToyEvaluation:
         self.conditions = [c.values.expand(n, -1).contiguous() for c in distribution.eval_conditions()]
         self.references = [
             ToyReference.build(
-                distribution.sample(cond, torch.Generator().manual_seed(seed + REFERENCE_STREAM + index), True),
+                distribution.sample(cond, seeding.TOY_REFERENCE.generator(seed, index), True),
                 distribution.modes(cond[:1])[0],
                 distribution.sigma,
-                torch.Generator().manual_seed(seed + METRIC_STREAM + index),
+                seeding.TOY_METRIC.generator(seed, index),
             )
             for index, cond in enumerate(self.conditions)
         ]
@@ -126,7 +126,7 @@ class ToyEvaluation:
         """Metrics of ``sampler(noise, cond, null)`` averaged over the evaluation conditions, and its samples."""
         n, metrics, samples = self.config.samples_per_condition, [], []
         for index, (cond, reference) in enumerate(zip(self.conditions, self.references, strict=True)):
-            noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(self.seed + EVAL_NOISE_STREAM + index))
+            noise = torch.randn(n, 2, generator=seeding.TOY_EVAL_NOISE.generator(self.seed, index))
             generated = sampler(noise, VectorCondition(cond), VectorCondition(self.distribution.null(n)))
             metrics.append(reference.metrics(generated))
             samples.append(generated)
@@ -148,13 +148,13 @@ def teacher_sampler(teacher, steps: int, guidance: float):
 def student_sampler(student, steps: int, seed: int):
     if steps == 1:
         return lambda noise, cond, null: one_step_sample(student, noise, cond)
-    generator = torch.Generator().manual_seed(seed + STUDENT_STREAM)
+    generator = seeding.TOY_STUDENT.generator(seed)
     return lambda noise, cond, null: few_step_sample(student, noise, cond, steps, generator)
 
 
 def train_teacher(config: ToyConfig, distribution: ToyDistribution, seed: int) -> tuple[MLPVelocity, TrainResult]:
-    torch.manual_seed(seed)  # parameter initialisation only; all training randomness flows from seeds below
-    teacher = MLPVelocity(distribution.data_dim, distribution.cond_dim, config.model)
+    with seeding.seeded_global_rng(seed):  # parameter initialisation; all training randomness flows from streams
+        teacher = MLPVelocity(distribution.data_dim, distribution.cond_dim, config.model)
     objective = build_objective("flow_matching", config.method, teacher, None)
     stream = ToyStream(distribution, config.teacher.batch_size, seed)
     train_config = dataclasses.replace(config.teacher, seed=seed)
@@ -220,7 +220,7 @@ def row(variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, t
 def train_student(config: ToyConfig, variant: Variant, teacher, distribution, seed: int):
     student = copy.deepcopy(teacher).requires_grad_(True).train()
     objective = build_objective(variant.method, variant.methods, student, teacher)
-    stream = ToyStream(distribution, config.student.batch_size, seed + STUDENT_STREAM)
+    stream = ToyStream(distribution, config.student.batch_size, seeding.TOY_STUDENT.seed(seed))
     steps = steps_for_budget(objective.schedule, config.student.steps)
     trainer = Trainer(
         objective,

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from apexgen import seeding
 from apexgen.batch import DataStream
 from apexgen.ledger import TimeLedger
 from apexgen.memory import MIB, current_bytes
@@ -72,12 +73,6 @@ def build_optimizers(
     }
 
 
-# Ranks draw different noise: their generators are seeded seed + rank·RANK_SEED_STRIDE.
-RANK_SEED_STRIDE = 1_000_003
-# The objective's diagnostics draw from seed + DIAGNOSTICS_SEED_OFFSET + step, apart from every rank's stream.
-DIAGNOSTICS_SEED_OFFSET = 7_000_001
-
-
 class Trainer:
     """Drives an objective: per step, for each group in ``objective.schedule(step)``, a fresh batch, the
     objective's loss, backward, gradient averaging over processes, clipping and the optimiser step; then
@@ -104,8 +99,7 @@ class Trainer:
         self.distributed.prepare(objective)  # before the parameter groups: sharding replaces the parameters
         self.groups = objective.parameter_groups()
         self.optimizers = build_optimizers(self.groups, config.optimizer)
-        seed = config.seed + RANK_SEED_STRIDE * self.distributed.rank
-        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.generator = seeding.TRAINING.generator(config.seed, self.distributed.rank, self.device)
         self.ema = ParameterEMA(objective.student, config.ema_decay) if config.ema_decay > 0 else None
         self.ledger = TimeLedger(self.device)
         objective.ledger = self.ledger
@@ -208,7 +202,7 @@ class Trainer:
     def diagnostics(self, done: int) -> dict[str, float]:
         """The objective's own measurements after step ``done``, with a generator of their own (seeded by the
         run's seed and the step), so that they leave training exactly as it would be without them."""
-        rng = torch.Generator(self.device).manual_seed(self.config.seed + DIAGNOSTICS_SEED_OFFSET + done)
+        rng = seeding.DIAGNOSTICS.generator(self.config.seed, done, self.device)
         with self.autocast():
             found = self.objective.diagnostics(self.last_batch, done, rng)
         return {f"diagnostics/{name}": value for name, value in found.items()}
