@@ -89,7 +89,7 @@ ROWS: dict[str, list[Row]] = {
     "levers": [
         row("apex_guidance1.5", "method.apex.real_guidance=1.5"),
         row("apex_guidance2", "method.apex.real_guidance=2"),
-        row("apex_shift_-0.5_1", "method.apex.shift.a=-0.5", "method.apex.shift.b=1"),
+        row("apex_shift_-0.5_1", "method.apex.condition_shift.a=-0.5", "method.apex.condition_shift.b=1"),
         row("apex_fake_t_max0.8", "method.apex.fake_time.t_max=0.8"),
         row("apex_slices_fake0.25", "method.apex.slices.fake=0.25", "method.apex.slices.generator=0.75"),
         row(
@@ -144,7 +144,12 @@ ROWS: dict[str, list[Row]] = {
         row("paper_1_2", "method.apex.preset=paper", "method.apex.weight_anchor=2"),
     ],
     "table7": [
-        row(f"paper_a{a:g}_b{b:g}", "method.apex.preset=paper", f"method.apex.shift.a={a}", f"method.apex.shift.b={b}")
+        row(
+            f"paper_a{a:g}_b{b:g}",
+            "method.apex.preset=paper",
+            f"method.apex.condition_shift.a={a}",
+            f"method.apex.condition_shift.b={b}",
+        )
         for a in (-1.0, -0.5, 0.5)
         for b in (0.0, 1.0)
         if (a, b) != (-0.5, 1.0)
@@ -153,9 +158,9 @@ ROWS: dict[str, list[Row]] = {
         row(
             f"paper_embeds_a{a:g}_b{b:g}",
             "method.apex.preset=paper",
-            "method.apex.shift.where=embeds",
-            f"method.apex.shift.a={a}",
-            f"method.apex.shift.b={b}",
+            "method.apex.condition_shift.where=embeds",
+            f"method.apex.condition_shift.a={a}",
+            f"method.apex.condition_shift.b={b}",
         )
         for a in (-1.0, -0.5, 0.5)
         for b in (0.0, 1.0)

@@ -25,9 +25,11 @@ def test_partial_nested_override_keeps_the_other_defaults():
 
 
 def test_override_values_are_parsed_as_yaml_and_numbers():
-    config = toy("student.optimizer.lr=3e-4", "method.apex.shift.a=-1", "seeds=[4, 5]", "method.apex.loss=barron")
+    config = toy(
+        "student.optimizer.lr=3e-4", "method.apex.condition_shift.a=-1", "seeds=[4, 5]", "method.apex.loss=barron"
+    )
     assert config.student.optimizer.lr == 3e-4
-    assert config.method.apex.shift.a == -1.0
+    assert config.method.apex.condition_shift.a == -1.0
     assert config.seeds == (4, 5)
     assert config.method.apex.loss == "barron"
 
@@ -35,12 +37,17 @@ def test_override_values_are_parsed_as_yaml_and_numbers():
 @pytest.mark.parametrize(
     ("override", "key", "hint"),
     [
-        ("method.apex.shfit.a=1", "method.apex.shfit", "allowed keys: preset, shift, fake_key"),
+        ("method.apex.shfit.a=1", "method.apex.shfit", "allowed keys: preset, condition_shift, fake_key"),
+        ("method.apex.shift.a=1", "method.apex.shift", "renamed: use method.apex.condition_shift"),
         ("student.steps=many", "student.steps", "expected an integer"),
         ("student.steps=2.5", "student.steps", "expected an integer"),
         ("method.apex.clamp=yes", "method.apex.clamp", "expected a number"),
         ("method.apex.loss=l1", "method.apex.loss", "allowed values: 'mse', 'barron'"),
-        ("method.apex.shift.where=tokens", "method.apex.shift.where", "allowed values: 'projected', 'embeds'"),
+        (
+            "method.apex.condition_shift.where=tokens",
+            "method.apex.condition_shift.where",
+            "allowed values: 'projected', 'embeds'",
+        ),
         ("method.apex.weight_fake=-1", "method.apex.weight_fake", "must be ≥ 0"),
         ("method.dmd2.weight_gan_generator=-0.1", "method.dmd2.weight_gan_generator", "must be ≥ 0"),
         ("method.apex.slices.fake=0.75", "method.apex.slices", "must sum to 1"),

@@ -69,6 +69,9 @@ def build(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
+    for key in unknown:
+        if key in getattr(cls, "RENAMED_KEYS", {}):
+            raise ConfigError(join(prefix, str(key)), f"renamed: use {join(prefix, cls.RENAMED_KEYS[key])}")
     if unknown:
         raise ConfigError(join(prefix, str(unknown[0])), f"unknown key; allowed keys: {', '.join(fields)}")
     if "preset" in data and hasattr(cls, "presets"):
@@ -221,7 +224,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     for item in overrides:
         key, separator, text = item.partition("=")
         if not separator or not key:
-            raise ConfigError(item, "an override must look like key=value, e.g. apex.shift.a=-1")
+            raise ConfigError(item, "an override must look like key=value, e.g. apex.condition_shift.a=-1")
         node = nested
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1], start=1):

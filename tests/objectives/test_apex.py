@@ -131,7 +131,7 @@ def test_theorem_1_mix_gradient_is_the_weighted_sum_of_supervised_and_consistenc
         weight = t * (1 - t) if weighting == "endpoint" else torch.ones_like(t)
         prediction = model(path.x_t, t, batch.cond)
         with torch.no_grad():
-            shifted = model(path.x_t, t, batch.cond, shift=config.shift)
+            shifted = model(path.x_t, t, batch.cond, shift=config.condition_shift)
         supervised = (weight * per_sample_error(prediction, path.velocity)).mean()
         consistency = (weight * per_sample_error(prediction, shifted)).mean()
         model.zero_grad()
@@ -146,7 +146,7 @@ def test_fake_branch_trained_on_a_fixed_generator_recovers_its_distribution():
     learned = tiny_mlp(cond_dim=1)
     model = FixedGeneratorWithLearnedFakeBranch(matrix, bias, learned)
     shift = ConditionShift(a=-1.0, b=0.0)
-    objective = APEX(APEXConfig(shift=shift), model, model)
+    objective = APEX(APEXConfig(condition_shift=shift), model, model)
     optimizer = torch.optim.Adam(learned.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
     evaluation = code_batch(4000, dtype=torch.float32, seed=9)

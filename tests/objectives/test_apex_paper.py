@@ -44,7 +44,7 @@ def real_batch(size: int = 24) -> Batch:
 
 
 def paper(**changes) -> APEXConfig:
-    return build(APEXConfig, {"preset": "paper", "shift": {"a": -1.0, "b": 0.0}, **changes})
+    return build(APEXConfig, {"preset": "paper", "condition_shift": {"a": -1.0, "b": 0.0}, **changes})
 
 
 def gradients(module: nn.Module) -> list[Tensor | None]:
@@ -80,7 +80,7 @@ def test_theorem_1_with_the_paper_weighting(mix_lambda):
     path = flow.sample_path(batch.x0, t, replay)
     prediction = model(path.x_t, t, batch.cond)
     with torch.no_grad():
-        v_fake = model(path.x_t, t, batch.cond, shift=config.shift)
+        v_fake = model(path.x_t, t, batch.cond, shift=config.condition_shift)
     inverse_omega = t / (1 - t)
     endpoint = flow.x0_from_velocity(path.x_t, t, prediction)
     supervised = (inverse_omega * per_sample_error(endpoint, batch.x0)).mean()

@@ -16,7 +16,7 @@ def test_paper_preset_is_method_section_3():
     assert (config.generator_form, config.mix_weighting, config.real_velocity) == ("paper", "paper", "live")
     assert (config.slices.generator, config.slices.anchor, config.slices.fake) == (0.0, 1.0, 0.0)
     assert (config.weight_fake, config.weight_anchor) == (1.0, 1.0)  # λ_p = λ_e = 1 (Eq. 25)
-    assert (config.shift.a, config.shift.b) == (-0.5, 1.0)  # Table 7's best
+    assert (config.condition_shift.a, config.condition_shift.b) == (-0.5, 1.0)  # Table 7's best
     assert (config.paper.fake_noise, config.paper.fake_time, config.paper.fake_gradient) == ("same", "same", True)
     assert config.fake_network == "shared" and config.fake_updates == 0 and config.fake_warmup == 0
     assert not config.needs_reference()  # no frozen teacher
@@ -30,7 +30,7 @@ def test_released_preset_is_method_section_4():
         "live",
         0.8,
     )
-    assert (config.shift.a, config.shift.b, config.clamp) == (-1.0, 0.0, 1.0)
+    assert (config.condition_shift.a, config.condition_shift.b, config.clamp) == (-1.0, 0.0, 1.0)
     assert config.slices.as_dict() == {"generator": 0.25, "anchor": 0.5, "fake": 0.25}
     assert TwinFlowConfig.from_preset("released").fake_key == "negative_time"
 

@@ -102,7 +102,7 @@ class APEX(Objective):
         another network holding the fake branch (the lag diagnostic's re-fit copy)."""
         key = self.config.fake_key
         time = -t if key in ("negative_time", "both") else t
-        shift = self.config.shift if key in ("shift", "both") else None
+        shift = self.config.condition_shift if key in ("shift", "both") else None
         return (network or self.fake_network)(x_t, time, cond, shift=shift)
 
     def real_velocity(self, x_t: Tensor, t: Tensor, batch: Batch) -> Tensor:

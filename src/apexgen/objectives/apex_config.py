@@ -55,7 +55,7 @@ class PaperOptions:
 class APEXConfig:
     # The preset these values started from ("": none); see PRESETS below.
     preset: str = ""
-    shift: ConditionShift = field(default_factory=ConditionShift)
+    condition_shift: ConditionShift = field(default_factory=ConditionShift)
     fake_key: FakeKey = "shift"  # how the fake branch is addressed: S(c), −t (TwinFlow), both, or none
     # [ours] "shared": the fake branch is the student itself under the key (the paper's one network);
     # "private": its own weights, initialised from the base (LoRA: a second adapter on the same frozen base;
@@ -109,6 +109,8 @@ class APEXConfig:
     # The fields a preset leaves as the job set them: the teacher's guidance belongs to the job (CFG 3 for
     # the text-to-image teacher; 1 on the toy benchmark, whose target is p(x | c) itself).
     JOB_FIELDS: ClassVar[tuple[str, ...]] = ("real_guidance",)
+    # keys of earlier releases that a YAML file may still hold, and their names now
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"shift": "condition_shift"}
 
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
@@ -209,7 +211,7 @@ class APEXConfig:
 # 17), L_mix weighted by 1/ω (Eq. 24, capped), λ_p = λ_e = 1 (Eq. 25). The shift a = −0.5, b = 1 is Table 7's
 # best. No frozen teacher. Left open by the paper: λ (0.5 here), the time distribution (uniform).
 PAPER = {
-    "shift": {"a": -0.5, "b": 1.0, "where": "projected"},
+    "condition_shift": {"a": -0.5, "b": 1.0, "where": "projected"},
     "fake_key": "shift",
     "generator_form": "paper",
     "slices": {"generator": 0.0, "anchor": 1.0, "fake": 0.0},
@@ -225,7 +227,7 @@ PAPER = {
 # flow-matching anchor rows with CFG 0.8 baked into their target, fake rows on sg(G(ε')), the Barron loss.
 # Not expressed: the any-step rows with the RCGM consistency target and the tan time weighting.
 RELEASED = {
-    "shift": {"a": -1.0, "b": 0.0, "where": "projected"},
+    "condition_shift": {"a": -1.0, "b": 0.0, "where": "projected"},
     "fake_key": "both",
     "generator_form": "dmd",
     "slices": {"generator": 0.25, "anchor": 0.5, "fake": 0.25},

@@ -17,7 +17,9 @@ log = logging.getLogger("apexgen")
 BAD_SETTING, BAD_INPUT = 2, 3
 SAMPLE_GRID_IMAGES = 8  # apexgen sample --teacher: images in the grid without --images
 # A valid example of train's KEY=VALUE overrides (over a recipe; tests/test_cli.py loads it).
-TRAIN_OVERRIDE_EXAMPLE = "model.path=/models/sd35 data.path=/data/images out=runs/sd35 methods.apex.shift.a=-1"
+TRAIN_OVERRIDE_EXAMPLE = (
+    "model.path=/models/sd35 data.path=/data/images out=runs/sd35 methods.apex.condition_shift.a=-1"
+)
 
 
 def at_least_one(text: str) -> int:
