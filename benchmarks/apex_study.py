@@ -28,11 +28,11 @@ from apexgen.objectives.base import GENERATOR_GROUPS, BudgetCount, steps_for_bud
 from apexgen.t2i.config import T2IConfig
 
 TEACHER = "src/apexgen/assets/fashion_mnist_teacher"
-PRIVATE = ["method.apex.fake_network=private", "method.apex.slices.fake=0", "method.apex.slices.generator=1"]
-LAG = ["method.apex.lag_every=100"]
+PRIVATE = ["methods.apex.fake_network=private", "methods.apex.slices.fake=0", "methods.apex.slices.generator=1"]
+LAG = ["methods.apex.lag_every=100"]
 # The APEX form of benchmarks/t2i_fashion_mnist.md before this study, spelled out so that a row means the same
 # whatever the ``ours`` preset becomes; an APEX row starts from it unless it names a preset.
-TODAY = ("method.apex.weight_generator=4", "method.apex.fake_warmup=50", "method.apex.weight_regression=0")
+TODAY = ("methods.apex.weight_generator=4", "methods.apex.fake_warmup=50", "methods.apex.weight_regression=0")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Job:
 
 
 def row(label: str, *overrides: str, method: str = "apex", **options) -> Row:
-    names_preset = any(o.startswith("method.apex.preset=") for o in overrides)
+    names_preset = any(o.startswith("methods.apex.preset=") for o in overrides)
     base = TODAY if method == "apex" and not names_preset else ()
     return Row(label, method, (*base, *overrides), **options)
 
@@ -72,83 +72,83 @@ ROWS: dict[str, list[Row]] = {
     "teacher": [row(f"teacher_cfg{g:g}", f"eval.guidance={g}", method="teacher", nfe=50) for g in (1.0, 1.5, 2.0, 3.0)],
     "core": [
         row("apex_today", *LAG),
-        row("apex_paper", "method.apex.preset=paper"),
-        row("apex_released", "method.apex.preset=released", *LAG),
+        row("apex_paper", "methods.apex.preset=paper"),
+        row("apex_released", "methods.apex.preset=released", *LAG),
         row("dmd2", method="dmd2"),
         row("regression", method="regression"),
-        row("apex_private_k5", *PRIVATE, "method.apex.fake_updates=5", "method.apex.fake_warmup=0", *LAG),
+        row("apex_private_k5", *PRIVATE, "methods.apex.fake_updates=5", "methods.apex.fake_warmup=0", *LAG),
         row(
             "apex_private_k5_nokey",
             *PRIVATE,
-            "method.apex.fake_updates=5",
-            "method.apex.fake_warmup=0",
-            "method.apex.fake_key=none",
+            "methods.apex.fake_updates=5",
+            "methods.apex.fake_warmup=0",
+            "methods.apex.fake_key=none",
         ),
         row("twinflow", method="twinflow"),
     ],
     "levers": [
-        row("apex_guidance1.5", "method.apex.real_guidance=1.5"),
-        row("apex_guidance2", "method.apex.real_guidance=2"),
-        row("apex_shift_-0.5_1", "method.apex.condition_shift.a=-0.5", "method.apex.condition_shift.b=1"),
-        row("apex_fake_t_max0.8", "method.apex.fake_time.t_max=0.8"),
-        row("apex_slices_fake0.25", "method.apex.slices.fake=0.25", "method.apex.slices.generator=0.75"),
+        row("apex_guidance1.5", "methods.apex.real_guidance=1.5"),
+        row("apex_guidance2", "methods.apex.real_guidance=2"),
+        row("apex_shift_-0.5_1", "methods.apex.condition_shift.a=-0.5", "methods.apex.condition_shift.b=1"),
+        row("apex_fake_t_max0.8", "methods.apex.fake_time.t_max=0.8"),
+        row("apex_slices_fake0.25", "methods.apex.slices.fake=0.25", "methods.apex.slices.generator=0.75"),
         row(
             "apex_anchor0.25",
-            "method.apex.slices.anchor=0.25",
-            "method.apex.slices.generator=0.375",
-            "method.apex.slices.fake=0.375",
+            "methods.apex.slices.anchor=0.25",
+            "methods.apex.slices.generator=0.375",
+            "methods.apex.slices.fake=0.375",
         ),
-        row("apex_private_k2", *PRIVATE, "method.apex.fake_updates=2", "method.apex.fake_warmup=0"),
+        row("apex_private_k2", *PRIVATE, "methods.apex.fake_updates=2", "methods.apex.fake_warmup=0"),
         row(
             "apex_private_k5_guidance2",
             *PRIVATE,
-            "method.apex.fake_updates=5",
-            "method.apex.fake_warmup=0",
-            "method.apex.real_guidance=2",
+            "methods.apex.fake_updates=5",
+            "methods.apex.fake_warmup=0",
+            "methods.apex.real_guidance=2",
         ),
     ],
     "anchors": [
-        row("apex_regression1", "method.apex.weight_regression=1"),
-        row("apex_regression4", "method.apex.weight_regression=4"),
+        row("apex_regression1", "methods.apex.weight_regression=1"),
+        row("apex_regression4", "methods.apex.weight_regression=4"),
         row(
             "apex_private_k5_regression1",
             *PRIVATE,
-            "method.apex.fake_updates=5",
-            "method.apex.fake_warmup=0",
-            "method.apex.weight_regression=1",
+            "methods.apex.fake_updates=5",
+            "methods.apex.fake_warmup=0",
+            "methods.apex.weight_regression=1",
         ),
     ],
     "long": [
         row("regression", method="regression", budgets=(3000,)),
-        row("apex_regression4", "method.apex.weight_regression=4", *LAG, budgets=(3000,)),
+        row("apex_regression4", "methods.apex.weight_regression=4", *LAG, budgets=(3000,)),
         row("dmd2", method="dmd2", budgets=(3000,)),
         row(
             "apex_private_k5",
             *PRIVATE,
-            "method.apex.fake_updates=5",
-            "method.apex.fake_warmup=0",
+            "methods.apex.fake_updates=5",
+            "methods.apex.fake_warmup=0",
             *LAG,
             budgets=(3000,),
         ),
         row("apex_today", *LAG, budgets=(3000,)),
     ],
     "combinations": [
-        row("apex_regression4_guidance1.5", "method.apex.weight_regression=4", "method.apex.real_guidance=1.5"),
-        row("apex_regression4_nowarmup", "method.apex.weight_regression=4", "method.apex.fake_warmup=0"),
-        row("apex_regression8", "method.apex.weight_regression=8"),
+        row("apex_regression4_guidance1.5", "methods.apex.weight_regression=4", "methods.apex.real_guidance=1.5"),
+        row("apex_regression4_nowarmup", "methods.apex.weight_regression=4", "methods.apex.fake_warmup=0"),
+        row("apex_regression8", "methods.apex.weight_regression=8"),
     ],
     "table6": [
-        row("paper_fake_only", "method.apex.preset=paper", "method.apex.weight_anchor=0"),
-        row("paper_mix_only", "method.apex.preset=paper", "method.apex.weight_fake=0"),
-        row("paper_1_0.5", "method.apex.preset=paper", "method.apex.weight_anchor=0.5"),
-        row("paper_1_2", "method.apex.preset=paper", "method.apex.weight_anchor=2"),
+        row("paper_fake_only", "methods.apex.preset=paper", "methods.apex.weight_anchor=0"),
+        row("paper_mix_only", "methods.apex.preset=paper", "methods.apex.weight_fake=0"),
+        row("paper_1_0.5", "methods.apex.preset=paper", "methods.apex.weight_anchor=0.5"),
+        row("paper_1_2", "methods.apex.preset=paper", "methods.apex.weight_anchor=2"),
     ],
     "table7": [
         row(
             f"paper_a{a:g}_b{b:g}",
-            "method.apex.preset=paper",
-            f"method.apex.condition_shift.a={a}",
-            f"method.apex.condition_shift.b={b}",
+            "methods.apex.preset=paper",
+            f"methods.apex.condition_shift.a={a}",
+            f"methods.apex.condition_shift.b={b}",
         )
         for a in (-1.0, -0.5, 0.5)
         for b in (0.0, 1.0)
@@ -157,24 +157,24 @@ ROWS: dict[str, list[Row]] = {
     "table7_embeds": [
         row(
             f"paper_embeds_a{a:g}_b{b:g}",
-            "method.apex.preset=paper",
-            "method.apex.condition_shift.where=embeds",
-            f"method.apex.condition_shift.a={a}",
-            f"method.apex.condition_shift.b={b}",
+            "methods.apex.preset=paper",
+            "methods.apex.condition_shift.where=embeds",
+            f"methods.apex.condition_shift.a={a}",
+            f"methods.apex.condition_shift.b={b}",
         )
         for a in (-1.0, -0.5, 0.5)
         for b in (0.0, 1.0)
     ],
     "paper_options": [
-        row("paper_nograd", "method.apex.preset=paper", "method.apex.paper.fake_gradient=false"),
+        row("paper_nograd", "methods.apex.preset=paper", "methods.apex.paper.fake_gradient=false"),
         row(
             "paper_fresh",
-            "method.apex.preset=paper",
-            "method.apex.paper.fake_noise=fresh",
-            "method.apex.paper.fake_time=fresh",
+            "methods.apex.preset=paper",
+            "methods.apex.paper.fake_noise=fresh",
+            "methods.apex.paper.fake_time=fresh",
         ),
-        row("paper_cap100", "method.apex.preset=paper", "method.apex.mix_weight_cap=100"),
-        row("paper_uniform", "method.apex.preset=paper", "method.apex.mix_weighting=uniform"),
+        row("paper_cap100", "methods.apex.preset=paper", "methods.apex.mix_weight_cap=100"),
+        row("paper_uniform", "methods.apex.preset=paper", "methods.apex.mix_weighting=uniform"),
     ],
 }
 
@@ -183,14 +183,14 @@ def job_config(job: Job, samples: int) -> T2IConfig:
     overrides = {"eval": {"fid": {"samples": samples}}}
     if job.row.method != "teacher":
         base = load(T2IConfig, parse_overrides(list(job.row.overrides)))
-        steps = steps_for_budget(schedule_of(job.row.method, base.method), job.budget, job.row.count)
+        steps = steps_for_budget(schedule_of(job.row.method, base.methods), job.budget, job.row.count)
         train = {"steps": steps, "seed": job.seed, "preview_every": 0}
         overrides["distill"] = {"method": job.row.method, "train": train}
     return load(T2IConfig, parse_overrides(list(job.row.overrides)), overrides)
 
 
 def update_counts(job: Job, config: T2IConfig) -> dict[str, int]:
-    schedule = schedule_of(config.distill.method, config.method)
+    schedule = schedule_of(config.distill.method, config.methods)
     groups = [group for step in range(config.distill.train.steps) for group in schedule(step)]
     return {"updates": len(groups), "generator_updates": sum(g in GENERATOR_GROUPS for g in groups)}
 
@@ -241,7 +241,7 @@ def run_job(job: Job, out: Path, samples: int, threads: int | None) -> dict:
         "train_seconds": candidate.train_seconds,
         "final_logs": last,
         "lag": [{k: h[k] for k in h if k == "step" or "lag_" in k} for h in history if any("lag_" in k for k in h)],
-        "method_config": to_dict(getattr(config.method, config.distill.method)),
+        "method_config": to_dict(getattr(config.methods, config.distill.method)),
         "wall_seconds": time.perf_counter() - started,
     }
     record_path.parent.mkdir(parents=True, exist_ok=True)

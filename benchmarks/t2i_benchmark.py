@@ -32,7 +32,7 @@ def method_config(
     method: str, updates: int, samples: int, extra: list[str], teacher_nfe=(1, 2, 4, 8, 50), student_nfe=(1, 2)
 ) -> T2IConfig:
     base = load(T2IConfig, parse_overrides(extra))
-    per_step = base.method.dmd2.critic_updates + 1 if method == "dmd2" else 1
+    per_step = base.methods.dmd2.critic_updates + 1 if method == "dmd2" else 1
     overrides = {
         "distill": {"method": method, "train": {"steps": updates // per_step}},
         "eval": {"fid": {"samples": samples}, "teacher_nfe": list(teacher_nfe), "student_nfe": list(student_nfe)},

@@ -19,7 +19,7 @@ from apexgen.config import build, fill, to_dict
 from apexgen.toy.benchmark import ToyConfig, Variant, run_toy_benchmark
 from apexgen.toy.report import summarise
 
-# Each variant changes the default APEX settings (``ToyConfig().method.apex``) by these keys.
+# Each variant changes the default APEX settings (``ToyConfig().methods.apex``) by these keys.
 VARIANTS: dict[str, dict] = {
     "default (preset ours)": {},
     # the toy default before issue 11: today's form with a 250-update fake warm-up and no regression anchor
@@ -68,10 +68,10 @@ RIVALS = ("twinflow", "dmd2", "consistency", "regression")
 
 def variant(label: str, config: ToyConfig) -> Variant:
     if label in RIVALS:
-        return Variant(label, label, config.method)
-    values = fill(type(config.method.apex), to_dict(config.method.apex), VARIANTS[label], "method.apex")
-    apex = build(type(config.method.apex), values, "method.apex")
-    return Variant(label, "apex", dataclasses.replace(config.method, apex=apex))
+        return Variant(label, label, config.methods)
+    values = fill(type(config.methods.apex), to_dict(config.methods.apex), VARIANTS[label], "methods.apex")
+    apex = build(type(config.methods.apex), values, "methods.apex")
+    return Variant(label, "apex", dataclasses.replace(config.methods, apex=apex))
 
 
 def markdown(summary: list[dict]) -> str:

@@ -86,12 +86,12 @@ def test_each_commands_help_example_is_valid_for_that_command(command):
 @pytest.mark.parametrize("command", ["distill", "demo"])
 def test_a_failing_config_is_told_before_torch_diffusers_or_peft_load(command):
     program = (
-        f"import sys; from apexgen.cli import main; code = main(['{command}', 'method.apex.mix_lambda=5']); "
+        f"import sys; from apexgen.cli import main; code = main(['{command}', 'methods.apex.mix_lambda=5']); "
         "print(code, sorted(name for name in ('diffusers', 'peft', 'transformers', 'scipy') if name in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[0] == "2 []", result.stdout
-    assert "method.apex.mix_lambda" in result.stderr
+    assert "methods.apex.mix_lambda" in result.stderr
 
 
 def test_train_without_a_model_section_fails_the_same_with_dry_run(tmp_path, caplog):

@@ -26,35 +26,37 @@ def test_partial_nested_override_keeps_the_other_defaults():
 
 def test_override_values_are_parsed_as_yaml_and_numbers():
     config = toy(
-        "student.optimizer.lr=3e-4", "method.apex.condition_shift.a=-1", "seeds=[4, 5]", "method.apex.loss=barron"
+        "student.optimizer.lr=3e-4", "methods.apex.condition_shift.a=-1", "seeds=[4, 5]", "methods.apex.loss=barron"
     )
     assert config.student.optimizer.lr == 3e-4
-    assert config.method.apex.condition_shift.a == -1.0
+    assert config.methods.apex.condition_shift.a == -1.0
     assert config.seeds == (4, 5)
-    assert config.method.apex.loss == "barron"
+    assert config.methods.apex.loss == "barron"
 
 
 @pytest.mark.parametrize(
     ("override", "key", "hint"),
     [
-        ("method.apex.shfit.a=1", "method.apex.shfit", "allowed keys: preset, condition_shift, fake_key"),
-        ("method.apex.shift.a=1", "method.apex.shift", "renamed: use method.apex.condition_shift"),
+        ("methods.apex.shfit.a=1", "methods.apex.shfit", "allowed keys: preset, condition_shift, fake_key"),
+        ("methods.apex.shift.a=1", "methods.apex.shift", "renamed: use methods.apex.condition_shift"),
         ("student.steps=many", "student.steps", "expected an integer"),
         ("student.steps=2.5", "student.steps", "expected an integer"),
-        ("method.apex.clamp=yes", "method.apex.clamp", "expected a number"),
-        ("method.apex.loss=l1", "method.apex.loss", "allowed values: 'mse', 'barron'"),
+        ("methods.apex.clamp=yes", "methods.apex.clamp", "expected a number"),
+        ("methods.apex.loss=l1", "methods.apex.loss", "allowed values: 'mse', 'barron'"),
         (
-            "method.apex.condition_shift.where=tokens",
-            "method.apex.condition_shift.where",
+            "methods.apex.condition_shift.where=tokens",
+            "methods.apex.condition_shift.where",
             "allowed values: 'projected', 'embeds'",
         ),
-        ("method.apex.weight_fake=-1", "method.apex.weight_fake", "must be ≥ 0"),
-        ("method.dmd2.weight_gan_generator=-0.1", "method.dmd2.weight_gan_generator", "must be ≥ 0"),
-        ("method.apex.slices.fake=0.75", "method.apex.slices", "must sum to 1"),
-        ("method.apex.mix_lambda=2", "method.apex.mix_lambda", "must be in [0, 1]"),
-        ("method.apex.generator_form=mix", "method.apex.slices.generator", "set slices.generator=0"),
+        ("methods.apex.weight_fake=-1", "methods.apex.weight_fake", "must be ≥ 0"),
+        ("methods.dmd2.weight_gan_generator=-0.1", "methods.dmd2.weight_gan_generator", "must be ≥ 0"),
+        ("methods.apex.slices.fake=0.75", "methods.apex.slices", "must sum to 1"),
+        ("methods.apex.mix_lambda=2", "methods.apex.mix_lambda", "must be in [0, 1]"),
+        ("methods.apex.generator_form=mix", "methods.apex.slices.generator", "set slices.generator=0"),
         ("student.batch_size=1", "student.batch_size", "at least 2 rows"),
-        ("methods=[apex, gan]", "methods[1]", "allowed: apex, twinflow"),
+        ("students=[apex, gan]", "students[1]", "allowed: apex, twinflow"),
+        ("methods=[apex, dmd2]", "methods", "renamed: use students"),
+        ("method.apex.loss=mse", "method", "renamed: use methods"),
         ("datasets=[moons]", "datasets[0]", "allowed: ring, orbit"),
         ("student.optimizer.betas=[0.9]", "student.optimizer.betas", "two numbers"),
         ("teacher.steps=0", "teacher.steps", "must be > 0"),
@@ -81,23 +83,23 @@ def test_override_syntax_error():
 
 def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "apexgen.cli", "toy", "--out", str(tmp_path / "out"), "method.apex.slices.fake=0.9"],
+        [sys.executable, "-m", "apexgen.cli", "toy", "--out", str(tmp_path / "out"), "methods.apex.slices.fake=0.9"],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2
-    assert "method.apex.slices" in result.stderr and "must sum to 1" in result.stderr
+    assert "methods.apex.slices" in result.stderr and "must sum to 1" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [["student=3", "student.steps=4"], ["student.steps=4", "student=3"], ["method={apex: 1}", "method.apex.loss=mse"]],
+    [["student=3", "student.steps=4"], ["student.steps=4", "student=3"], ["methods={apex: 1}", "methods.apex.loss=mse"]],
 )
 def test_an_override_that_is_both_a_value_and_a_section_is_refused_naming_both(overrides):
     with pytest.raises(ConfigError) as error:
         parse_overrides(overrides)
-    assert error.value.key in ("student", "method.apex")
+    assert error.value.key in ("student", "methods.apex")
     assert f"the overrides {overrides[0]} and {overrides[1]} conflict" in str(error.value)
     assert "keep one of the two" in str(error.value)
 

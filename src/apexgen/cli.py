@@ -37,9 +37,9 @@ BAD_INPUT_ERRORS = (
 )
 # A valid example of KEY=VALUE overrides for each command's --help (tests/test_cli.py loads each).
 OVERRIDE_EXAMPLES = {
-    "toy": "student.steps=2000 method.apex.condition_shift.a=-1",
+    "toy": "student.steps=2000 methods.apex.condition_shift.a=-1",
     "train-teacher": "teacher.steps=2000 data.limit=10000",
-    "distill": "distill.train.steps=2000 method.apex.condition_shift.a=-1",
+    "distill": "distill.train.steps=2000 methods.apex.condition_shift.a=-1",
     "eval": "eval.fid.samples=1000 eval.student_nfe=[1,2]",
     "demo": "distill.train.steps=100 eval.fid.samples=200",
 }
@@ -84,7 +84,7 @@ def toy_command(args: argparse.Namespace) -> int:
         "toy benchmark: datasets %s, seeds %s, methods %s, %d worker(s); writing to %s",
         list(config.datasets),
         list(config.seeds),
-        list(config.methods),
+        list(config.students),
         config.workers,
         args.out,
     )

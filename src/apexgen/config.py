@@ -68,10 +68,10 @@ def build(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
         raise ConfigError(prefix, f"expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key, new in getattr(cls, "RENAMED_KEYS", {}).items():
+        if key in data and (key not in fields or not old_shape_fits(hints[key], data[key])):
+            raise ConfigError(join(prefix, key), f"renamed: use {join(prefix, new)}")
     unknown = sorted(set(data) - set(fields))
-    for key in unknown:
-        if key in getattr(cls, "RENAMED_KEYS", {}):
-            raise ConfigError(join(prefix, str(key)), f"renamed: use {join(prefix, cls.RENAMED_KEYS[key])}")
     if unknown:
         raise ConfigError(join(prefix, str(unknown[0])), f"unknown key; allowed keys: {', '.join(fields)}")
     if "preset" in data and hasattr(cls, "presets"):
@@ -93,6 +93,12 @@ def build(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
         except ConfigError as error:
             raise error.under(prefix) from None
     return instance
+
+
+def old_shape_fits(hint: Any, value: Any) -> bool:
+    """Whether ``value`` can be meant for a field of type ``hint`` (a key reused under a new meaning, e.g. the
+    toy's ``methods``, once a list of names, now the settings mapping, is refused only in its old shape)."""
+    return isinstance(value, Mapping) or not dataclasses.is_dataclass(hint)
 
 
 def over_default(field: dataclasses.Field, value: Any, key: str = "") -> Any:

@@ -37,14 +37,14 @@ def test_released_preset_is_method_section_4():
 
 def test_ours_is_the_default_of_every_job():
     assert MethodsConfig().apex.preset == "ours"
-    assert T2IConfig().method.apex.preset == "ours"
-    assert T2IConfig().method.apex == APEXConfig.from_preset("ours", real_guidance=GUIDANCE)
+    assert T2IConfig().methods.apex.preset == "ours"
+    assert T2IConfig().methods.apex == APEXConfig.from_preset("ours", real_guidance=GUIDANCE)
 
 
 def test_ours_is_the_shared_branch_with_a_regression_anchor_whose_pool_is_reported():
     ours = APEXConfig.from_preset("ours")
     assert (ours.fake_network, ours.weight_generator, ours.fake_warmup, ours.weight_regression) == ("shared", 4, 50, 4)
-    pool = endpoint_pool_size("apex", T2IConfig().method)
+    pool = endpoint_pool_size("apex", T2IConfig().methods)
     assert (pool.pairs, pool.steps, pool.guidance, pool.teacher_forwards) == (2048, 25, GUIDANCE, 2048 * 25 * 2)
     assert "102,400 per-sample teacher forwards" in pool.describe()
     assert "apex.weight_regression=0: no pool" in pool.describe()
@@ -53,18 +53,18 @@ def test_ours_is_the_shared_branch_with_a_regression_anchor_whose_pool_is_report
 
 
 def test_keys_next_to_a_preset_override_it_and_the_job_keeps_its_guidance():
-    config = load(T2IConfig, parse_overrides(["method.apex.preset=paper", "method.apex.mix_lambda=0.3"]))
-    apex = config.method.apex
+    config = load(T2IConfig, parse_overrides(["methods.apex.preset=paper", "methods.apex.mix_lambda=0.3"]))
+    apex = config.methods.apex
     assert apex.generator_form == "paper" and apex.mix_lambda == 0.3
     assert apex.real_guidance == GUIDANCE  # a job field: the teacher's CFG stays the job's
     assert apex.fake_warmup == 0  # the job's own APEX values do not leak into another preset
     # the order of the keys does not matter: the preset is applied first
-    again = load(T2IConfig, parse_overrides(["method.apex.mix_lambda=0.3", "method.apex.preset=paper"]))
-    assert again.method.apex == apex
+    again = load(T2IConfig, parse_overrides(["methods.apex.mix_lambda=0.3", "methods.apex.preset=paper"]))
+    assert again.methods.apex == apex
 
 
 def test_dry_run_prints_the_resolved_preset(capsys):
-    assert main(["distill", "--dry-run", "method.apex.preset=paper"]) == 0
+    assert main(["distill", "--dry-run", "methods.apex.preset=paper"]) == 0
     printed = capsys.readouterr().out
     assert "preset: paper" in printed and "generator_form: paper" in printed and "mix_weighting: paper" in printed
 
@@ -84,10 +84,10 @@ def test_dry_run_prints_the_resolved_preset(capsys):
 )  # fmt: skip
 def test_bad_values_name_the_key_and_what_is_allowed(overrides, key, words):
     with pytest.raises(ConfigError) as error:
-        build(APEXConfig, overrides, "method.apex")
-    assert error.value.key == f"method.apex.{key}" and words in error.value.message
+        build(APEXConfig, overrides, "methods.apex")
+    assert error.value.key == f"methods.apex.{key}" and words in error.value.message
 
 
 def test_twinflow_has_only_the_released_preset():
     with pytest.raises(ConfigError, match="allowed presets: 'released'"):
-        load(T2IConfig, parse_overrides(["method.twinflow.preset=paper"]))
+        load(T2IConfig, parse_overrides(["methods.twinflow.preset=paper"]))

@@ -175,3 +175,16 @@ def test_sample_with_the_teacher_refuses_a_run_folder_and_a_student_of_another_m
     assert main([*command, "--lora", str(other), "--resolution", "64"]) == 2
     assert "--resolution and --dtype apply to --model pipelines" in caplog.text
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "hint"),
+    [
+        ("method.apex.real_guidance=2", "method", "renamed: use methods"),
+        ("methods.apex.shift.a=-1", "methods.apex.shift", "renamed: use methods.apex.condition_shift"),
+    ],
+)
+def test_a_key_of_an_earlier_release_names_its_new_name(override, key, hint):
+    with pytest.raises(ConfigError) as error:
+        load(T2IConfig, parse_overrides([override]))
+    assert error.value.key == key and hint in str(error.value)

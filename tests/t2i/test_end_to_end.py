@@ -40,8 +40,8 @@ def tiny(tmp: Path) -> list[str]:
         "distill.train.preview_every=0",
         "distill.lora.rank=4",
         "distill.lora.alpha=4",
-        "method.apex.regression_pairs=8",  # the regression anchor's pool of teacher endpoints
-        "method.apex.regression_steps=2",
+        "methods.apex.regression_pairs=8",  # the regression anchor's pool of teacher endpoints
+        "methods.apex.regression_steps=2",
         "eval.fid.samples=120",
         "eval.batch_size=60",
         "eval.grid_seeds=2",

@@ -4,6 +4,7 @@ evaluation. Every field is typed and checked (``apexgen.config``); YAML files an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from apexgen.backbones.lora import LoRAConfig
 from apexgen.config import require, require_positive
@@ -142,11 +143,13 @@ class T2IConfig:
     model: TeacherModelConfig = field(default_factory=TeacherModelConfig)
     teacher: TrainConfig = field(default_factory=default_teacher_training)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    method: MethodsConfig = field(default_factory=default_methods)
+    methods: MethodsConfig = field(default_factory=default_methods)  # every method's settings (distill.method chooses)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # keys of earlier releases that a YAML file may still hold, and their names now
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"method": "methods"}
 
     def check(self) -> None:
-        require_batch_fits(self.distill.method, self.method, self.distill.train.batch_size, "distill.train.batch_size")
+        require_batch_fits(self.distill.method, self.methods, self.distill.train.batch_size, "distill.train.batch_size")
 
 
 # The demo's settings over the defaults: a short distillation and a small evaluation. On 2 CPU cores the

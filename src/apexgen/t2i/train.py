@@ -67,7 +67,7 @@ def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite:
     check_run_folder(out, resume, overwrite)
     encoder = text_encoder(config.text)
     teacher = new_teacher(config.model, config.teacher.seed)
-    objective = build_objective("flow_matching", config.method, teacher, None)
+    objective = build_objective("flow_matching", config.methods, teacher, None)
     stream = fashion_mnist_stream(config.data, encoder, config.teacher.batch_size, config.teacher.seed)
     prompts = evaluation_prompts(encoder)
     trainer = Trainer(objective, stream, config.teacher, out_dir=out, description="teacher", steps_key="teacher.steps")
@@ -117,9 +117,9 @@ def distill(
     check_run_folder(out, resume, overwrite)
     settings = config.distill
     encoder = text_encoder(config.text)
-    networks = make_student(teacher_dir, settings, config.method)
+    networks = make_student(teacher_dir, settings, config.methods)
     with seeded_global_rng(OBJECTIVE_INIT.seed(settings.train.seed)):  # e.g. DMD2's discriminator head
-        objective = build_objective(settings.method, config.method, networks.student, networks.teacher, networks.fake)
+        objective = build_objective(settings.method, config.methods, networks.student, networks.teacher, networks.fake)
     stream = fashion_mnist_stream(config.data, encoder, settings.train.batch_size, settings.train.seed)
     prompts = evaluation_prompts(encoder)
     steps_key = "distill.train.steps"

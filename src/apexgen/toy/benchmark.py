@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -54,7 +55,7 @@ class ToyEvalConfig:
 class ToyConfig:
     datasets: tuple[str, ...] = ("ring", "orbit")
     seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[str, ...] = STUDENT_METHODS
+    students: tuple[str, ...] = STUDENT_METHODS  # the methods to train and compare
     model: MLPConfig = field(default_factory=MLPConfig)
     # 16,000 steps: at 8,000 the orbit teacher of seed 1 had not converged (NFE-50 sliced W2 0.29 against
     # 0.064 at 16,000; benchmarks/toy.md), and every student inherits its teacher's error.
@@ -72,9 +73,11 @@ class ToyConfig:
     )
     # Every method's defaults; APEX's is the ``ours`` preset: sliced W2 0.096 on both datasets against 0.133 for
     # the former toy default (fake warm-up 250, no regression anchor), 3 seeds (benchmarks/toy.md, issue 11 rows).
-    method: MethodsConfig = field(default_factory=MethodsConfig)
+    methods: MethodsConfig = field(default_factory=MethodsConfig)
     eval: ToyEvalConfig = field(default_factory=ToyEvalConfig)
     workers: int = 2
+    # keys of earlier releases that a YAML file may still hold, and their names now
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"method": "methods", "methods": "students"}
 
     def check(self) -> None:
         for index, name in enumerate(self.datasets):
@@ -83,15 +86,15 @@ class ToyConfig:
                 f"datasets[{index}]",
                 f"got {name!r}; allowed: {', '.join(DISTRIBUTIONS)}",
             )
-        for index, name in enumerate(self.methods):
+        for index, name in enumerate(self.students):
             require(
                 name in STUDENT_METHODS,
-                f"methods[{index}]",
+                f"students[{index}]",
                 f"got {name!r}; allowed: {', '.join(STUDENT_METHODS)}",
             )
         require(len(self.seeds) > 0, "seeds", "at least one seed")
-        for name in self.methods:
-            require_batch_fits(name, self.method, self.student.batch_size, "student.batch_size")
+        for name in self.students:
+            require_batch_fits(name, self.methods, self.student.batch_size, "student.batch_size")
         require_positive(self, "workers")
 
 
@@ -155,7 +158,7 @@ def student_sampler(student, steps: int, seed: int):
 def train_teacher(config: ToyConfig, distribution: ToyDistribution, seed: int) -> tuple[MLPVelocity, TrainResult]:
     with seeding.seeded_global_rng(seed):  # parameter initialisation; all training randomness flows from streams
         teacher = MLPVelocity(distribution.data_dim, distribution.cond_dim, config.model)
-    objective = build_objective("flow_matching", config.method, teacher, None)
+    objective = build_objective("flow_matching", config.methods, teacher, None)
     stream = ToyStream(distribution, config.teacher.batch_size, seed)
     train_config = dataclasses.replace(config.teacher, seed=seed)
     result = Trainer(objective, stream, train_config, description=f"teacher {distribution.name} s{seed}").run()
@@ -167,7 +170,7 @@ def cached_teacher(config: ToyConfig, distribution: ToyDistribution, seed: int, 
     settings = {
         "model": to_dict(config.model),
         "teacher": to_dict(config.teacher),
-        "flow_matching": to_dict(config.method.flow_matching),
+        "flow_matching": to_dict(config.methods.flow_matching),
     }
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = None if cache is None else cache / f"teacher_{distribution.name}_seed{seed}_{digest}.safetensors"
@@ -195,7 +198,7 @@ class Variant:
 
 
 def default_variants(config: ToyConfig) -> list[Variant]:
-    return [Variant(name, name, config.method) for name in config.methods]
+    return [Variant(name, name, config.methods) for name in config.students]
 
 
 def row(variant: str, method: str, nfe: int, dataset: str, seed: int, metrics, train, held: int) -> dict:
@@ -298,6 +301,6 @@ QUICK = {
     "student": {"steps": 400},
     # no warm-up in 400 updates from a 1,000-step teacher: measured on orbit, 0, 8 and 32 warm-up updates give
     # sliced W2 0.31–0.32 and 16 gives 0.53 (short runs are that erratic; benchmarks/toy.md)
-    "method": {"apex": {"fake_warmup": 0}},
+    "methods": {"apex": {"fake_warmup": 0}},
     "eval": {"samples_per_condition": 2000},
 }
