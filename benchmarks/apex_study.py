@@ -23,6 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from apexgen.config import load, parse_overrides, to_dict
+from apexgen.markdown import markdown_table
 from apexgen.objectives import schedule_of
 from apexgen.objectives.base import GENERATOR_GROUPS, BudgetCount, steps_for_budget
 from apexgen.t2i.config import T2IConfig
@@ -250,17 +251,21 @@ def run_job(job: Job, out: Path, samples: int, threads: int | None) -> dict:
 
 
 def format_table(records: list[dict]) -> str:
-    lines = [
-        "| row | seed | updates (generator) | FID ↓ | accuracy ↑ | diversity | pixel diversity | near-dup. |",
-        "|---|---|---|---|---|---|---|---|",
+    header = ("row", "seed", "updates (generator)", "FID ↓", "accuracy ↑", "diversity", "pixel diversity", "near-dup.")
+    cells = [
+        (
+            r["row"]["label"],
+            r["seed"],
+            f"{r['updates']} ({r['generator_updates']})",
+            f"{r['fid']:.1f}",
+            f"{r['accuracy']:.3f}",
+            f"{r['diversity']:.2f}",
+            f"{r['pixel_diversity']:.2f}",
+            f"{100 * r['near_duplicates']:.1f} %",
+        )  # fmt: skip
+        for r in records
     ]
-    for r in records:
-        lines.append(
-            f"| {r['row']['label']} | {r['seed']} | {r['updates']} ({r['generator_updates']}) | {r['fid']:.1f} | "
-            f"{r['accuracy']:.3f} | {r['diversity']:.2f} | {r['pixel_diversity']:.2f} | "
-            f"{100 * r['near_duplicates']:.1f} % |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, cells)
 
 
 def report(out: Path, destination: Path) -> None:

@@ -94,7 +94,11 @@ def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["student=3", "student.steps=4"], ["student.steps=4", "student=3"], ["methods={apex: 1}", "methods.apex.loss=mse"]],
+    [
+        ["student=3", "student.steps=4"],
+        ["student.steps=4", "student=3"],
+        ["methods={apex: 1}", "methods.apex.loss=mse"],
+    ],
 )
 def test_an_override_that_is_both_a_value_and_a_section_is_refused_naming_both(overrides):
     with pytest.raises(ConfigError) as error:

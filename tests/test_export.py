@@ -159,7 +159,7 @@ def test_few_step_settings_make_the_stock_pipeline_our_renoising_sampler(tmp_pat
     noise, cond = latents(2, generator), text_condition(name, 2, generator)
     # These pipelines hand no generator to scheduler.step here: they draw the re-noising noise globally.
     torch.manual_seed(6)
-    ours = few_step_sample(student, noise, cond, steps=2, generator=None)
+    ours = few_step_sample(student, noise, cond, steps=2, rng=None)
     torch.manual_seed(6)
     theirs = run_pipeline(name, pipeline, settings, noise, cond, steps=2)
     assert (theirs - ours).abs().max() < TOLERANCE

@@ -75,15 +75,15 @@ class PathSample:
     velocity: Tensor
 
 
-def sample_path(x0: Tensor, t: Tensor, generator: torch.Generator | None) -> PathSample:
+def sample_path(x0: Tensor, t: Tensor, rng: torch.Generator | None) -> PathSample:
     """Draw ε ~ N(0, I) and return (x0, ε, t, x_t, v) for the linear path."""
-    noise = randn_like(x0, generator)
+    noise = randn_like(x0, rng)
     return PathSample(x0, noise, t, interpolate(x0, noise, t), velocity_target(x0, noise))
 
 
-def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+def randn_like(x: Tensor, rng: torch.Generator | None) -> Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator`` (never the global RNG)."""
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device)
 
 
 TimeDistribution = Literal["uniform", "logit_normal"]
@@ -114,10 +114,10 @@ class TimeSampler:
         if not 0 <= self.t_min < self.t_max <= 1:
             raise ValueError(f"t_min and t_max must satisfy 0 ≤ t_min < t_max ≤ 1, got {self.t_min}, {self.t_max}")
 
-    def __call__(self, batch_size: int, generator: torch.Generator | None, device=None, dtype=torch.float32) -> Tensor:
-        u = torch.rand(batch_size, generator=generator, device=device, dtype=dtype)
+    def __call__(self, batch_size: int, rng: torch.Generator | None, device=None, dtype=torch.float32) -> Tensor:
+        u = torch.rand(batch_size, generator=rng, device=device, dtype=dtype)
         if self.distribution == "logit_normal":
-            normal = torch.randn(batch_size, generator=generator, device=device, dtype=dtype)
+            normal = torch.randn(batch_size, generator=rng, device=device, dtype=dtype)
             u = torch.sigmoid(self.mean + self.std * normal)
         t = shift_time(u, self.shift)
         return self.t_min + (self.t_max - self.t_min) * t

@@ -67,7 +67,7 @@ def few_step_sample(
     noise: Tensor,
     cond: Condition,
     steps: int,
-    generator: torch.Generator | None,
+    rng: torch.Generator | None,
     times: Sequence[float] | None = None,
 ) -> Tensor:
     """At each grid time predict x̂0, then re-noise it to the next time with fresh noise:
@@ -79,5 +79,5 @@ def few_step_sample(
         x0 = flow.x0_from_velocity(x, t, model(x, t, cond))
         if index + 1 < len(times):
             next_t = torch.full_like(t, times[index + 1])
-            x = flow.interpolate(x0, flow.randn_like(x0, generator), next_t)
+            x = flow.interpolate(x0, flow.randn_like(x0, rng), next_t)
     return x0

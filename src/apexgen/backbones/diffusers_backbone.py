@@ -10,7 +10,6 @@ pipeline run with one step.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -18,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from apexgen.backbones.base import FlowBackbone
+from apexgen.backbones.packing import PACK
 from apexgen.condition import TextCondition
 
 # Diffusers transformers that take a time in [0, 1000] (SD3, Sana) were trained on t·1000.
@@ -70,24 +70,24 @@ class DiffusersBackbone(FlowBackbone):
     def config(self):
         return self.transformer.config
 
-    # What subclasses describe.
+    # What subclasses describe; the defaults fit the transformers of SD3, SANA and Qwen-Image.
     @property
-    @abstractmethod
     def latent_channels(self) -> int:
         """C of the (B, C, H, W) latents the pipeline denoises."""
+        return self.config.in_channels
 
     @property
-    @abstractmethod
     def spatial_multiple(self) -> int:
         """H and W must be multiples of this (patch size, times 2 where latents are packed)."""
+        return self.config.patch_size
 
-    @abstractmethod
     def late_block(self) -> str:
         """The transformer's last block, whose output holds the image-token hidden states."""
+        return f"transformer_blocks.{self.config.num_layers - 1}"
 
-    @abstractmethod
     def hidden_size(self) -> int:
         """The width of the image-token hidden states (the discriminator head's input)."""
+        return self.config.num_attention_heads * self.config.attention_head_dim
 
     # Shared helpers.
     def sharding_root(self) -> nn.Module:
@@ -115,3 +115,16 @@ class DiffusersBackbone(FlowBackbone):
         """Mean of the late block's image tokens: (B, N, D) → (B, D)."""
         features = output if self.feature_output_index is None else output[self.feature_output_index]
         return features.mean(1)
+
+
+class PackedDiffusersBackbone(DiffusersBackbone):
+    """An adapter of a transformer that reads 2×2-packed latent tokens (FLUX, Qwen-Image): its ``in_channels``
+    counts the channels of a packed token."""
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.in_channels // (PACK * PACK)
+
+    @property
+    def spatial_multiple(self) -> int:
+        return PACK

@@ -15,15 +15,15 @@ import torch
 from diffusers import FluxTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, DiffusersBackbone
-from apexgen.backbones.packing import PACK, pack_latents, token_grid_ids, unpack_latents
+from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, PackedDiffusersBackbone
+from apexgen.backbones.packing import pack_latents, token_grid_ids, unpack_latents
 from apexgen.condition import TextCondition
 
 # FluxPipeline's default guidance_scale, used only by guidance-distilled transformers (FLUX.1-dev).
 DEFAULT_GUIDANCE = 3.5
 
 
-class FluxBackbone(DiffusersBackbone):
+class FluxBackbone(PackedDiffusersBackbone):
     transformer_class = FluxTransformer2DModel
     text_projection = "transformer.context_embedder"
     pooled_projection = "transformer.time_text_embed.text_embedder"  # the pooled vector's way into AdaLN
@@ -40,21 +40,10 @@ class FluxBackbone(DiffusersBackbone):
         super().__init__(transformer)
         self.guidance_scale = guidance_scale
 
-    @property
-    def latent_channels(self) -> int:
-        return self.config.in_channels // (PACK * PACK)
-
-    @property
-    def spatial_multiple(self) -> int:
-        return PACK
-
     def late_block(self) -> str:
         if self.config.num_single_layers:
             return f"single_transformer_blocks.{self.config.num_single_layers - 1}"
         return f"transformer_blocks.{self.config.num_layers - 1}"
-
-    def hidden_size(self) -> int:
-        return self.config.num_attention_heads * self.config.attention_head_dim
 
     def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
         t = self.check_inputs(x_t, t, cond, needs_pooled=True)

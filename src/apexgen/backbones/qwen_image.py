@@ -16,12 +16,12 @@ import torch
 from diffusers import QwenImageTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, DiffusersBackbone
+from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, PackedDiffusersBackbone
 from apexgen.backbones.packing import PACK, pack_latents, unpack_latents
 from apexgen.condition import TextCondition
 
 
-class QwenImageBackbone(DiffusersBackbone):
+class QwenImageBackbone(PackedDiffusersBackbone):
     transformer_class = QwenImageTransformer2DModel
     text_projection = "transformer.txt_in"
     feature_output_index = 1  # a block returns (text tokens, image tokens)
@@ -36,20 +36,6 @@ class QwenImageBackbone(DiffusersBackbone):
     def __init__(self, transformer: QwenImageTransformer2DModel, guidance_scale: float = 1.0):
         super().__init__(transformer)
         self.guidance_scale = guidance_scale  # used only by guidance-distilled transformers
-
-    @property
-    def latent_channels(self) -> int:
-        return self.config.in_channels // (PACK * PACK)
-
-    @property
-    def spatial_multiple(self) -> int:
-        return PACK
-
-    def late_block(self) -> str:
-        return f"transformer_blocks.{self.config.num_layers - 1}"
-
-    def hidden_size(self) -> int:
-        return self.config.num_attention_heads * self.config.attention_head_dim
 
     def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
         t = self.check_inputs(x_t, t, cond)

@@ -39,20 +39,6 @@ class SanaBackbone(DiffusersBackbone):
             raise ValueError("SANA-Sprint transformers (guidance_embeds=True) use TrigFlow; not supported")
         super().__init__(transformer)
 
-    @property
-    def latent_channels(self) -> int:
-        return self.config.in_channels
-
-    @property
-    def spatial_multiple(self) -> int:
-        return self.config.patch_size
-
-    def late_block(self) -> str:
-        return f"transformer_blocks.{self.config.num_layers - 1}"
-
-    def hidden_size(self) -> int:
-        return self.config.num_attention_heads * self.config.attention_head_dim
-
     def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
         t = self.check_inputs(x_t, t, cond)
         velocity = self.transformer(

@@ -30,20 +30,6 @@ class SD3Backbone(DiffusersBackbone):
         r"time_text_embed\.timestep_embedder\.linear_[12]",
     )
 
-    @property
-    def latent_channels(self) -> int:
-        return self.config.in_channels
-
-    @property
-    def spatial_multiple(self) -> int:
-        return self.config.patch_size
-
-    def late_block(self) -> str:
-        return f"transformer_blocks.{self.config.num_layers - 1}"
-
-    def hidden_size(self) -> int:
-        return self.config.num_attention_heads * self.config.attention_head_dim
-
     def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
         t = self.check_inputs(x_t, t, cond, needs_pooled=True)
         return self.transformer(

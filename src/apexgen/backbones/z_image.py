@@ -36,10 +36,6 @@ class ZImageBackbone(DiffusersBackbone):
         self.image_tokens = 0  # image tokens (first in the unified sequence) of the latest call, for pooling
 
     @property
-    def latent_channels(self) -> int:
-        return self.config.in_channels
-
-    @property
     def spatial_multiple(self) -> int:
         return self.patch_size
 

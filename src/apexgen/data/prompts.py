@@ -77,17 +77,17 @@ class PromptTable:
         labels = torch.repeat_interleave(torch.arange(prompt_set.classes), counts)
         return cls(tuple(p for prompts in per_class for p in prompts), labels, offsets, counts)
 
-    def draw(self, labels: Tensor, generator: torch.Generator) -> Tensor:
+    def draw(self, labels: Tensor, rng: torch.Generator) -> Tensor:
         """Row indices (B,) of one uniformly drawn prompt of each label's class."""
-        uniform = torch.rand(labels.shape[0], generator=generator, dtype=torch.float64)
+        uniform = torch.rand(labels.shape[0], generator=rng, dtype=torch.float64)
         choice = (uniform * self.counts[labels]).long().clamp(max=self.counts[labels] - 1)
         return self.offsets[labels] + choice
 
 
-def draw_train_prompt(label: int, generator: torch.Generator) -> str:
+def draw_train_prompt(label: int, rng: torch.Generator) -> str:
     """One train prompt for class ``label``, drawn uniformly with ``generator``."""
     prompts = TRAIN.prompts(label)
-    return prompts[int(torch.randint(len(prompts), (1,), generator=generator))]
+    return prompts[int(torch.randint(len(prompts), (1,), generator=rng))]
 
 
 def held_out_prompts(label: int) -> tuple[str, ...]:

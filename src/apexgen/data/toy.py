@@ -35,7 +35,7 @@ class ToyDistribution(ABC):
     sigma = 0.08
 
     @abstractmethod
-    def sample_conditions(self, n: int, generator: torch.Generator) -> Tensor:
+    def sample_conditions(self, n: int, rng: torch.Generator) -> Tensor:
         """n conditions drawn from the training distribution of c."""
 
     @abstractmethod
@@ -46,15 +46,15 @@ class ToyDistribution(ABC):
     def eval_conditions(self) -> list[EvalCondition]:
         """The fixed evaluation conditions (the columns of the sample grids)."""
 
-    def sample(self, cond: Tensor, generator: torch.Generator, stratified: bool = False) -> Tensor:
+    def sample(self, cond: Tensor, rng: torch.Generator, stratified: bool = False) -> Tensor:
         """Exact samples x ~ p(x | c), one per row of ``cond``. ``stratified``: the rows are spread over
         the modes in exactly equal proportions (a lower-variance reference for the metrics)."""
         centres = self.modes(cond)
         if stratified:
             choice = torch.arange(cond.shape[0]) % centres.shape[1]
         else:
-            choice = torch.randint(0, centres.shape[1], (cond.shape[0],), generator=generator)
-        noise = torch.randn(cond.shape[0], 2, generator=generator, dtype=centres.dtype)
+            choice = torch.randint(0, centres.shape[1], (cond.shape[0],), generator=rng)
+        noise = torch.randn(cond.shape[0], 2, generator=rng, dtype=centres.dtype)
         return centres[torch.arange(cond.shape[0]), choice] + self.sigma * noise
 
     def null(self, n: int) -> Tensor:
@@ -67,8 +67,8 @@ class Ring(ToyDistribution):
     radius = 1.5
     cond_dim = classes + 1
 
-    def sample_conditions(self, n: int, generator: torch.Generator) -> Tensor:
-        return self.one_hot(torch.randint(0, self.classes, (n,), generator=generator))
+    def sample_conditions(self, n: int, rng: torch.Generator) -> Tensor:
+        return self.one_hot(torch.randint(0, self.classes, (n,), generator=rng))
 
     def one_hot(self, labels: Tensor) -> Tensor:
         cond = torch.zeros(labels.shape[0], self.cond_dim)
@@ -96,10 +96,10 @@ class Orbit(ToyDistribution):
     def encode(self, theta: Tensor, radius: Tensor) -> Tensor:
         return torch.stack([theta.cos(), theta.sin(), radius, torch.ones_like(theta)], dim=1)
 
-    def sample_conditions(self, n: int, generator: torch.Generator) -> Tensor:
-        theta = 2 * math.pi * torch.rand(n, generator=generator)
+    def sample_conditions(self, n: int, rng: torch.Generator) -> Tensor:
+        theta = 2 * math.pi * torch.rand(n, generator=rng)
         low, high = self.radius_range
-        return self.encode(theta, low + (high - low) * torch.rand(n, generator=generator))
+        return self.encode(theta, low + (high - low) * torch.rand(n, generator=rng))
 
     def modes(self, cond: Tensor) -> Tensor:
         theta = torch.atan2(cond[:, 1], cond[:, 0]).double()

@@ -106,16 +106,16 @@ class PromptClassifier:
 
 
 def seeded_network(
-    channels: tuple[int, ...], classes: int, in_channels: int, image_size: int, generator: torch.Generator | None
+    channels: tuple[int, ...], classes: int, in_channels: int, image_size: int, rng: torch.Generator | None
 ) -> SmallCNN:
     """A network built without touching the global random stream: allocated empty, then He-normal
-    weights and zero biases drawn from ``generator`` (None: left for ``load_state_dict`` to fill)."""
+    weights and zero biases drawn from ``rng`` (None: left for ``load_state_dict`` to fill)."""
     with torch.device("meta"):
         network = SmallCNN(channels, classes, in_channels, image_size)
     network.to_empty(device="cpu")
     for module in network.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and generator is not None:
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and rng is not None:
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=rng)
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.BatchNorm2d):
             module.reset_parameters()
@@ -125,14 +125,14 @@ def seeded_network(
 def train_network(config: ClassifierConfig, data: LabelledImages, classes: int) -> SmallCNN:
     """AdamW with a one-cycle learning rate (warm-up, then cosine decay) over ``config.epochs`` shuffled
     epochs; all randomness comes from ``config.seed``."""
-    generator = torch.Generator().manual_seed(config.seed)
-    network = seeded_network(config.channels, classes, data.images.shape[1], data.images.shape[-1], generator)
+    rng = torch.Generator().manual_seed(config.seed)
+    network = seeded_network(config.channels, classes, data.images.shape[1], data.images.shape[-1], rng)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * (len(data) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=max(steps, 1), pct_start=0.15)
     network.train()
     for epoch in range(config.epochs):
-        order = torch.randperm(len(data), generator=generator)
+        order = torch.randperm(len(data), generator=rng)
         for start in range(0, len(data) - config.batch_size + 1, config.batch_size):
             index = order[start : start + config.batch_size]
             loss = F.cross_entropy(network(data.images[index]), data.labels[index])

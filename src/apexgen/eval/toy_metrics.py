@@ -32,9 +32,9 @@ class ToyMetrics:
     precision: float
 
 
-def random_directions(dim: int, generator: torch.Generator, projections: int = PROJECTIONS) -> Tensor:
+def random_directions(dim: int, rng: torch.Generator, projections: int = PROJECTIONS) -> Tensor:
     """Unit vectors (dim, projections) in float64, the slicing directions of SW2."""
-    directions = torch.randn(dim, projections, generator=generator, dtype=torch.float64)
+    directions = torch.randn(dim, projections, generator=rng, dtype=torch.float64)
     return directions / directions.norm(dim=0, keepdim=True)
 
 
@@ -50,11 +50,11 @@ def sliced_wasserstein2_sorted(x_sorted: np.ndarray, y_sorted: np.ndarray) -> fl
     return float(np.sqrt(np.mean((x_sorted - y_sorted) ** 2)))
 
 
-def sliced_wasserstein2(x: Tensor, y: Tensor, generator: torch.Generator, projections: int = PROJECTIONS) -> float:
+def sliced_wasserstein2(x: Tensor, y: Tensor, rng: torch.Generator, projections: int = PROJECTIONS) -> float:
     """SW2 between equal-size samples x, y (n, d): sqrt(mean over directions of W2² of projections)."""
     if x.shape != y.shape:
         raise ValueError(f"sliced W2 needs equal-size samples, got {tuple(x.shape)} and {tuple(y.shape)}")
-    directions = random_directions(x.shape[1], generator, projections)
+    directions = random_directions(x.shape[1], rng, projections)
     return sliced_wasserstein2_sorted(sorted_projections(x, directions), sorted_projections(y, directions))
 
 
@@ -100,8 +100,8 @@ class ToyReference:
     mmd_within: float  # mean k(y_i, y_j), i ≠ j, over the MMD subset
 
     @classmethod
-    def build(cls, samples: Tensor, modes: Tensor, sigma: float, generator: torch.Generator) -> ToyReference:
-        directions = random_directions(samples.shape[1], generator)
+    def build(cls, samples: Tensor, modes: Tensor, sigma: float, rng: torch.Generator) -> ToyReference:
+        directions = random_directions(samples.shape[1], rng)
         return cls(
             samples,
             modes,

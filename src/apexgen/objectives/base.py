@@ -163,7 +163,7 @@ class Objective(nn.Module, ABC):
         return []
 
     @abstractmethod
-    def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
+    def loss(self, group: str, batch: Batch, rng: torch.Generator) -> LossOutput:
         """The loss of parameter group ``group`` on ``batch``, with all randomness from ``generator``."""
 
     def after_update(self, group: str) -> None:
@@ -178,5 +178,5 @@ class Objective(nn.Module, ABC):
         """How many data rows ``prepare`` will draw (0: none, or not known): the total of its progress bar."""
         return 0
 
-    def prepare(self, batches, generator: torch.Generator) -> None:
+    def prepare(self, batches, rng: torch.Generator) -> None:
         """Called once before training (e.g. to precompute teacher endpoints)."""

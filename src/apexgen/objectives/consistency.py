@@ -61,10 +61,10 @@ class ConsistencyDistillation(Objective):
     def networks(self) -> dict[str, nn.Module]:
         return {"student": self.student, "teacher": self.teacher, "target": self.target}
 
-    def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
-        n = torch.randint(1, self.config.solver_steps + 1, (batch.size,), generator=generator, device=batch.x0.device)
+    def loss(self, group: str, batch: Batch, rng: torch.Generator) -> LossOutput:
+        n = torch.randint(1, self.config.solver_steps + 1, (batch.size,), generator=rng, device=batch.x0.device)
         t_now, t_next = self.grid[n], self.grid[n - 1]
-        path = flow.sample_path(batch.x0, t_now, generator)
+        path = flow.sample_path(batch.x0, t_now, rng)
         with torch.no_grad(), self.ledger.section("teacher_solver"):
             velocity = guided_velocity(self.teacher, path.x_t, t_now, batch.cond, batch.null_cond, self.config.guidance)
             x_next = path.x_t + flow.broadcast_time(t_next - t_now, path.x_t) * velocity

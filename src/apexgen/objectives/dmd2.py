@@ -103,40 +103,40 @@ class DMD2(Objective):
     def schedule(self, step: int) -> list[str]:
         return self.config.schedule(step)
 
-    def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
-        return self.critic_loss(batch, generator) if group == "critic" else self.generator_loss(batch, generator)
+    def loss(self, group: str, batch: Batch, rng: torch.Generator) -> LossOutput:
+        return self.critic_loss(batch, rng) if group == "critic" else self.generator_loss(batch, rng)
 
-    def discriminate(self, x0: Tensor, t: Tensor, batch: Batch, generator: torch.Generator) -> Tensor:
+    def discriminate(self, x0: Tensor, t: Tensor, batch: Batch, rng: torch.Generator) -> Tensor:
         """Logits of the head on the fake network's features of x0 noised to time t."""
-        path = flow.sample_path(x0, t, generator)
+        path = flow.sample_path(x0, t, rng)
         _, features = self.fake.velocity_and_features(path.x_t, t, batch.cond)
         return self.head(features)
 
-    def critic_loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
+    def critic_loss(self, batch: Batch, rng: torch.Generator) -> LossOutput:
         """The fake score learns the generator's distribution by flow matching on sg(G(ε, c)); the
         discriminator head, when on, separates noised real from noised generated samples."""
         with self.ledger.section("fake_score"):
             with torch.no_grad():
-                x_fake, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, generator), batch.cond)
-            t = self.config.fake_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
-            path = flow.sample_path(x_fake, t, generator)
+                x_fake, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, rng), batch.cond)
+            t = self.config.fake_time(batch.size, rng, batch.x0.device, batch.x0.dtype)
+            path = flow.sample_path(x_fake, t, rng)
             prediction = self.fake(path.x_t, t, batch.cond)
             fake_score = weighted_mean(per_sample_error(prediction, path.velocity, self.config.loss))
         terms = {"fake_score": (1.0, fake_score)}
         if self.head is not None:
             with self.ledger.section("gan_critic"):
-                t_d = self.config.discriminator_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
-                real_logits = self.discriminate(batch.x0, t_d, batch, generator)
-                fake_logits = self.discriminate(x_fake, t_d, batch, generator)
+                t_d = self.config.discriminator_time(batch.size, rng, batch.x0.device, batch.x0.dtype)
+                real_logits = self.discriminate(batch.x0, t_d, batch, rng)
+                fake_logits = self.discriminate(x_fake, t_d, batch, rng)
                 gan = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
             terms["gan_critic"] = (self.config.weight_gan_critic, gan)
         return combine(terms, {})
 
-    def distribution_matching_direction(self, x_generated: Tensor, batch: Batch, generator) -> Tensor:
+    def distribution_matching_direction(self, x_generated: Tensor, batch: Batch, rng) -> Tensor:
         """(x̂0_fake − x̂0_real)/normaliser at x_s on the path from sg(x_g): the DMD gradient on x_g."""
         x_generated = x_generated.detach()
-        s = self.config.generator_time(batch.size, generator, x_generated.device, x_generated.dtype)
-        path = flow.sample_path(x_generated, s, generator)
+        s = self.config.generator_time(batch.size, rng, x_generated.device, x_generated.dtype)
+        path = flow.sample_path(x_generated, s, rng)
         with torch.no_grad():
             real = guided_velocity(self.teacher, path.x_t, s, batch.cond, batch.null_cond, self.config.guidance)
             fake = self.fake(path.x_t, s, batch.cond)
@@ -147,15 +147,15 @@ class DMD2(Objective):
             direction = direction / flow.broadcast_time(scale, direction)
         return direction
 
-    def generator_loss(self, batch: Batch, generator: torch.Generator) -> LossOutput:
+    def generator_loss(self, batch: Batch, rng: torch.Generator) -> LossOutput:
         with self.ledger.section("distribution_matching"):
-            x_generated, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, generator), batch.cond)
-            direction = self.distribution_matching_direction(x_generated, batch, generator)
+            x_generated, _ = one_step_with_velocity(self.student, flow.randn_like(batch.x0, rng), batch.cond)
+            direction = self.distribution_matching_direction(x_generated, batch, rng)
             matching = weighted_mean(per_sample_error(x_generated, x_generated - direction, self.config.loss))
         terms = {"distribution_matching": (self.config.weight_distribution_matching, matching)}
         if self.head is not None:
             with self.ledger.section("gan_generator"):
-                t_d = self.config.discriminator_time(batch.size, generator, batch.x0.device, batch.x0.dtype)
-                logits = self.discriminate(x_generated, t_d, batch, generator)
+                t_d = self.config.discriminator_time(batch.size, rng, batch.x0.device, batch.x0.dtype)
+                logits = self.discriminate(x_generated, t_d, batch, rng)
             terms["gan_generator"] = (self.config.weight_gan_generator, F.softplus(-logits).mean())
         return combine(terms, {"dmd_direction_norm": direction.flatten(1).norm(dim=1).mean().item()})

@@ -36,10 +36,10 @@ class FlowMatching(Objective):
         super().__init__(student)
         self.config = config
 
-    def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
-        t = self.config.time(batch.size, generator, batch.x0.device, batch.x0.dtype)
-        path = flow.sample_path(batch.x0, t, generator)
-        dropped = torch.rand(batch.size, generator=generator, device=batch.x0.device) < self.config.condition_dropout
+    def loss(self, group: str, batch: Batch, rng: torch.Generator) -> LossOutput:
+        t = self.config.time(batch.size, rng, batch.x0.device, batch.x0.dtype)
+        path = flow.sample_path(batch.x0, t, rng)
+        dropped = torch.rand(batch.size, generator=rng, device=batch.x0.device) < self.config.condition_dropout
         cond = batch.cond.where(dropped, batch.null_cond)
         with self.ledger.section("flow_matching"):
             prediction = self.student(path.x_t, t, cond)

@@ -74,12 +74,12 @@ class Regression(Objective):
     def preparation_rows(self) -> int:
         return self.config.pairs if self.pool is None else 0
 
-    def prepare(self, batches: Iterator[Batch], generator: torch.Generator) -> None:
+    def prepare(self, batches: Iterator[Batch], rng: torch.Generator) -> None:
         """Fill the pool: conditions from the data stream, noise from ``generator``, x0 from the teacher."""
         if self.pool is None:  # else restored from a checkpoint
             config = self.config
             self.pool = endpoint_pool(
-                self._teacher[0], batches, generator, config.pairs, config.teacher_steps, config.guidance
+                self._teacher[0], batches, rng, config.pairs, config.teacher_steps, config.guidance
             )
 
     def get_extra_state(self):
@@ -88,9 +88,9 @@ class Regression(Objective):
     def set_extra_state(self, state) -> None:
         self.pool = state
 
-    def loss(self, group: str, batch: Batch, generator: torch.Generator) -> LossOutput:
+    def loss(self, group: str, batch: Batch, rng: torch.Generator) -> LossOutput:
         with self.ledger.section("regression"):
-            term = regression_loss(self.student, self.pool, batch.size, generator, self.config.loss)
+            term = regression_loss(self.student, self.pool, batch.size, rng, self.config.loss)
         return combine({"regression": (1.0, term)}, {})
 
 

@@ -26,6 +26,7 @@ import torch
 from apexgen.backbones.registry import backbone_spec
 from apexgen.config import ConfigError
 from apexgen.export import EXPORTED_STEPS
+from apexgen.markdown import markdown_table
 from apexgen.run.bench_calls import (
     NEGATIVE_PROMPT,
     InferenceSettings,
@@ -133,18 +134,25 @@ def run_inference_bench(settings: InferenceSettings, out: Path, command: str | N
 
 
 def format_table(rows: list[InferenceRow]) -> str:
-    lines = [
-        "| setting | NFE | transformer calls | batch per call | transformer evaluations | transformer s/image | "
-        "end-to-end s/image | speed-up, transformer | speed-up, end to end |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    header = (
+        "setting", "NFE", "transformer calls", "batch per call", "transformer evaluations", "transformer s/image",
+        "end-to-end s/image", "speed-up, transformer", "speed-up, end to end",
+    )  # fmt: skip
+    cells = [
+        (
+            r.setting,
+            r.nfe,
+            r.transformer_calls,
+            f"{r.batch_per_call}×",
+            r.transformer_evaluations,
+            f"{r.transformer_seconds:.4g}",
+            f"{r.end_to_end_seconds:.4g}",
+            f"{r.transformer_speedup:.1f}×",
+            f"{r.end_to_end_speedup:.1f}×",
+        )  # fmt: skip
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.setting} | {r.nfe} | {r.transformer_calls} | {r.batch_per_call}× | {r.transformer_evaluations} | "
-            f"{r.transformer_seconds:.4g} | {r.end_to_end_seconds:.4g} | {r.transformer_speedup:.1f}× | "
-            f"{r.end_to_end_speedup:.1f}× |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, cells, right_from=1)
 
 
 def write_report(

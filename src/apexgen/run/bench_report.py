@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from apexgen.markdown import markdown_table
+
 if TYPE_CHECKING:  # run.bench imports this module to write its report
     from apexgen.run.bench import BenchRow, BenchSettings
     from apexgen.run.bench_models import BenchModel
@@ -20,36 +22,39 @@ REPORT = "bench.json"
 
 
 def format_table(rows: list[BenchRow]) -> str:
-    lines = [
-        "| method | form | updates/step | s/step | weights MiB | peak MiB | trainable | held |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+    header = ("method", "form", "updates/step", "s/step", "weights MiB", "peak MiB", "trainable", "held")
+    cells = [
+        (
+            r.name,
+            r.form,
+            r.updates_per_step,
+            f"{r.seconds_per_step:.4f}",
+            f"{r.weights_mib:.1f}",
+            f"{r.training_peak_mib:.1f}",
+            f"{r.trainable_parameters:,}",
+            f"{r.held_parameters:,}",
+        )  # fmt: skip
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {r.form} | {r.updates_per_step} | {r.seconds_per_step:.4f} | {r.weights_mib:.1f} | "
-            f"{r.training_peak_mib:.1f} | {r.trainable_parameters:,} | {r.held_parameters:,} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, cells, right_from=2)
 
 
 def format_breakdown(rows: list[BenchRow]) -> str:
     """The predicted bytes of each row beside its measured peak (MiB above the loaded model)."""
-    lines = [
-        "| method | weights held | optimiser | gradients | activations | no-grad / backward | predicted | "
-        "measured | predicted / measured | dry-run estimate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = (
+        "method", "weights held", "optimiser", "gradients", "activations", "no-grad / backward", "predicted",
+        "measured", "predicted / measured", "dry-run estimate",
+    )  # fmt: skip
+    cells = []
     for r in rows:
         b = r.breakdown
         if b is None:
             continue
         ratio = b.predicted_mib / r.training_peak_mib if r.training_peak_mib > 0 else float("nan")
-        lines.append(
-            f"| {r.name} | {b.weights_mib:.1f} | {b.optimizer_mib:.1f} | {b.gradients_mib:.1f} | "
-            f"{b.activations_mib:.1f} | {b.transient_mib:.1f} | {b.predicted_mib:.1f} | {r.training_peak_mib:.1f} | "
-            f"{ratio:.2f} | {'—' if r.dry_run_mib is None else f'{r.dry_run_mib:.1f}'} |"
-        )
-    return "\n".join(lines)
+        estimate = "—" if r.dry_run_mib is None else f"{r.dry_run_mib:.1f}"
+        mib = (b.weights_mib, b.optimizer_mib, b.gradients_mib, b.activations_mib, b.transient_mib, b.predicted_mib)
+        cells.append((r.name, *(f"{v:.1f}" for v in (*mib, r.training_peak_mib)), f"{ratio:.2f}", estimate))
+    return markdown_table(header, cells, right_from=1)
 
 
 def environment(device: str) -> dict:

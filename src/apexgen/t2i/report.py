@@ -6,20 +6,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from apexgen.markdown import markdown_table
+
 
 def table(rows: list[dict]) -> str:
-    lines = [
-        "| method | NFE | FID ↓ | accuracy ↑ | diversity | pixel diversity | near-duplicates | s / image | train s "
-        "| peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    header = (
+        "method", "NFE", "FID ↓", "accuracy ↑", "diversity", "pixel diversity", "near-duplicates", "s / image",
+        "train s", "peak MB",
+    )  # fmt: skip
+    cells = [
+        (
+            r["method"],
+            r["nfe"],
+            f"{r['fid']:.2f}",
+            f"{r['accuracy']:.3f}",
+            f"{r['diversity']:.2f}",
+            f"{r['pixel_diversity']:.2f}",
+            f"{100 * r['near_duplicates']:.1f} %",
+            f"{r['seconds_per_image']:.4f}",
+            f"{r['train_seconds']:.0f}",
+            f"{r['peak_memory_mb']:.0f}",
+        )  # fmt: skip
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['nfe']} | {r['fid']:.2f} | {r['accuracy']:.3f} | {r['diversity']:.2f} | "
-            f"{r['pixel_diversity']:.2f} | {100 * r['near_duplicates']:.1f} % | "
-            f"{r['seconds_per_image']:.4f} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, cells)
 
 
 def plot_fid_against_nfe(rows: list[dict], path: Path) -> Path:
