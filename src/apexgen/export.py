@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import ADAPTER_NAME, has_lora
-from apexgen.backbones.registry import backbone_name, backbone_spec
+from apexgen.backbones.registry import backbone_name
 from apexgen.sampling import few_step_times
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ExportResult:
 
 def pipeline_arguments(backbone: DiffusersBackbone) -> dict[str, Any]:
     """Pipeline call arguments with classifier-free guidance off (and the distilled guidance input, if any)."""
-    arguments = dict(backbone_spec(backbone_name(backbone)).guidance_off)
+    arguments = dict(type(backbone).guidance_off)
     if getattr(backbone.config, "guidance_embeds", False) and hasattr(backbone, "guidance_scale"):
         arguments["guidance_scale"] = backbone.guidance_scale
     return arguments
@@ -73,7 +73,7 @@ def sampling_settings(backbone: DiffusersBackbone, weights: str) -> dict[str, An
     return {
         "format": SETTINGS_FORMAT,
         "backbone": name,
-        "pipeline": backbone_spec(name).pipeline,
+        "pipeline": type(backbone).pipeline_name,
         "weights": weights,
         "scheduler": {"class_name": "FlowMatchEulerDiscreteScheduler", "config": SAMPLING_SCHEDULER},
         "pipeline_arguments": pipeline_arguments(backbone),
@@ -113,7 +113,7 @@ def export_lora(backbone: DiffusersBackbone, directory: str | Path) -> ExportRes
         raise ValueError("the backbone has no LoRA adapter to export; use export_full for a fully fine-tuned model")
     directory = Path(directory)
     transformer = backbone.transformer
-    pipeline = backbone_spec(backbone_name(backbone)).pipeline_class()
+    pipeline = type(backbone).pipeline_class()
     pipeline.save_lora_weights(
         directory,
         transformer_lora_layers=get_peft_model_state_dict(transformer, adapter_name=ADAPTER_NAME),

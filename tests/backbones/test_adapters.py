@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from apexgen.backbones.registry import BACKBONES, adapter_class, backbone_name, backbone_spec, pipeline_class
+from apexgen.backbones.registry import BACKBONES, adapter_class, backbone_name, pipeline_class
 from apexgen.condition import TextCondition
 from apexgen.shift import ConditionShift
 from tests.backbones.tiny import NAMES, latents, stock_velocity, text_condition, tiny_backbone
@@ -143,15 +143,15 @@ def test_unknown_backbone_lists_the_known_ones():
     with pytest.raises(
         ValueError, match="unknown backbone 'sdxl'; known backbones: sd3, flux, qwen_image, sana, z_image"
     ):
-        backbone_spec("sdxl")
-    with pytest.raises(ValueError, match="known backbones"):
         adapter_class("sdxl")
+    with pytest.raises(ValueError, match="known backbones"):
+        pipeline_class("sdxl")
 
 
 def test_registry_resolves_every_adapter_and_pipeline():
     for name in BACKBONES:
         assert backbone_name(adapter_class(name)) == name
-        assert pipeline_class(name).__name__ == BACKBONES[name].pipeline
+        assert pipeline_class(name).__name__ == adapter_class(name).pipeline_name
 
 
 LAYER_NORMED_TEXT = ("sd3", "flux", "qwen_image")  # blocks that LayerNorm the projected text before any use

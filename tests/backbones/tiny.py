@@ -15,18 +15,19 @@ from diffusers import (
 )
 from torch import Tensor
 
-from apexgen.backbones.registry import adapter_class
+from apexgen.backbones.bench_sizes import TINY_TEXT
+from apexgen.backbones.registry import BACKBONES, adapter_class
 from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
-from apexgen.run.bench_models import TINY, TINY_TEXT
 
 NAMES = ("sd3", "flux", "qwen_image", "sana", "z_image")
 TEXT_DIM = TINY_TEXT
 TOKENS = 6
 LATENT_SHAPE = (4, 16, 16)  # (C, H, W) of the latents every tiny backbone denoises
-POOLED = ("sd3", "flux")  # backbones that take pooled text vectors (and no text mask)
+POOLED = tuple(name for name in BACKBONES if adapter_class(name).takes_pooled())  # and no text mask
 
-CONFIGS = TINY  # the package's tiny configs (apexgen bench --size tiny), shared so they cannot drift
+# the package's tiny configs (apexgen bench --size tiny), shared so they cannot drift
+CONFIGS = {name: adapter_class(name).bench_configs["tiny"] for name in BACKBONES}
 
 
 @pytest.fixture(autouse=True)

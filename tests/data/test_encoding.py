@@ -134,7 +134,7 @@ def test_a_record_gets_the_same_draw_alone_or_in_any_batch_and_mode_is_the_mean(
 def test_resolution_must_fit_the_vae():
     with pytest.raises(ValueError, match="not a multiple of the VAE's spatial factor 2"):
         encoder("sd3").latent_shape(33)
-    with pytest.raises(ValueError, match="no encoding rules for backbone 'sdxl'"):
+    with pytest.raises(ValueError, match="unknown backbone 'sdxl'; known backbones: sd3"):
         PipelineEncoder(tiny_pipeline("sd3"), "sdxl")
 
 

@@ -1,15 +1,21 @@
 """What the diffusers adapters share: the unpatched stock transformer held as ``self.transformer``,
-construction from a config or a checkpoint, checks of the inputs, the LoRA target preset, and pooling of
-the image tokens of a late block for a discriminator head.
+construction from a config or a checkpoint, checks of the inputs, the LoRA target preset, pooling of the
+image tokens of a late block for a discriminator head, and the defaults of the pipeline side.
 
-Each adapter (``sd3``, ``flux``, ``qwen_image``, ``sana``, ``z_image``) only says how its stock pipeline
-calls the transformer: packing, position inputs, masks, time scaling and sign. Its :meth:`velocity`
-returns v = ε − x0 with t = 1 at noise (``apexgen.flow``), so that ``one_step_sample`` equals the stock
-pipeline run with one step.
+Each adapter (``sd3``, ``flux``, ``qwen_image``, ``sana``, ``z_image``) holds everything specific to its
+backbone, in one file: how its stock pipeline calls the transformer (packing, position inputs, masks, time
+scaling and sign; :meth:`velocity` returns v = ε − x0 with t = 1 at noise, ``apexgen.flow``, so that
+``one_step_sample`` equals the stock pipeline run with one step), which pipeline that is and the call
+arguments that turn its guidance off and on, how the pipeline's own encoders turn captions and images into
+model inputs (:meth:`encode_text`, :meth:`encode_null`, :meth:`encode_latents`) and how it takes
+precomputed embeddings back (:meth:`prompt_arguments`), the LoRA target preset, and the transformer configs
+of ``apexgen bench`` (``bench_configs``). ``backbones/registry.py`` maps the backbone's name to the class.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -38,6 +44,21 @@ class DiffusersBackbone(FlowBackbone):
     # Where the image tokens are when the late block returns a tuple; None: it returns them alone.
     feature_output_index: ClassVar[int | None] = None
 
+    # The stock pipeline: its diffusers class name, the call arguments that turn its guidance off (the student
+    # is sampled without guidance: it was baked in) and those that turn its classifier-free guidance on for a
+    # teacher run (with a negative prompt), and how it evaluates the two branches: one transformer call on the
+    # conditional and unconditional rows batched together (True), or two calls.
+    pipeline_name: ClassVar[str]
+    guidance_off: ClassVar[Mapping[str, Any]]
+    guidance_on: ClassVar[Mapping[str, Any]]
+    cfg_batched: ClassVar[bool] = True
+    # The transformer config key of the text tokens' width, and the image pixels per latent pixel of the
+    # backbone's VAE (both for random inputs and latent sizes of ``apexgen bench``).
+    text_width_key: ClassVar[str] = "joint_attention_dim"
+    vae_factor: ClassVar[int] = 8
+    # Random-init transformer configs by size ("tiny", "100m", "0.7b"; ``apexgen.run.bench_models``).
+    bench_configs: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
     def __init__(self, transformer: nn.Module):
         super().__init__()
         if not isinstance(transformer, self.transformer_class):
@@ -65,6 +86,43 @@ class DiffusersBackbone(FlowBackbone):
         ``kwargs`` go to the transformer's ``from_pretrained`` (e.g. ``torch_dtype``)."""
         transformer = cls.transformer_class.from_pretrained(path, subfolder=subfolder, **kwargs)
         return cls(transformer, **(adapter_options or {}))
+
+    @classmethod
+    def pipeline_class(cls) -> type:
+        return getattr(importlib.import_module("diffusers"), cls.pipeline_name)
+
+    @classmethod
+    def takes_pooled(cls) -> bool:
+        """Whether the transformer takes a pooled text vector (and then no text mask)."""
+        return bool(cls.pooled_projection)
+
+    # The pipeline's encoders → model inputs, and precomputed inputs → the pipeline's arguments. Each
+    # pipeline returns its embeddings differently: each adapter maps them to TextCondition (tokens, pooled,
+    # mask) in encode_text.
+    @staticmethod
+    def encode_text(pipeline, prompts: list[str], length: int) -> TextCondition:
+        """The prompts' embeddings from the pipeline's ``encode_prompt``, ``length`` tokens at most."""
+        raise NotImplementedError
+
+    @classmethod
+    def encode_null(cls, pipeline, length: int) -> TextCondition:
+        """The pipeline's own unconditional input: by default the empty prompt as encode_text encodes it."""
+        return cls.encode_text(pipeline, [""], length)
+
+    @staticmethod
+    def encode_latents(pipeline, images: Tensor, generators: list[torch.Generator], sample: bool) -> Tensor:
+        """(B, 3, H, W) images in [−1, 1] → latents, the inverse of the pipeline's decode; by default
+        (z − shift_factor) · scaling_factor (SD3, FLUX, Z-Image; no shift when the VAE has none), with z one
+        draw of the posterior from each image's generator (``sample``) or its mode."""
+        vae = pipeline.vae
+        latents = posterior_latents(vae.encode(images), generators, sample)
+        return (latents - (vae.config.shift_factor or 0.0)) * vae.config.scaling_factor
+
+    @staticmethod
+    def prompt_arguments(cond: TextCondition) -> dict[str, Any]:
+        """Precomputed prompt embeddings as the pipeline takes them (no text encoder is run); by default
+        tokens and pooled vectors (SD3, FLUX)."""
+        return {"prompt_embeds": cond.tokens, "pooled_prompt_embeds": cond.pooled}
 
     @property
     def config(self):
@@ -128,3 +186,15 @@ class PackedDiffusersBackbone(DiffusersBackbone):
     @property
     def spatial_multiple(self) -> int:
         return PACK
+
+
+def posterior_latents(output, generators: list[torch.Generator], sample: bool) -> Tensor:
+    """One draw of the VAE's posterior per image (or its mode); a deterministic autoencoder's latent as is."""
+    if hasattr(output, "latent_dist"):
+        return output.latent_dist.sample(generators) if sample else output.latent_dist.mode()
+    return output.latent  # a deterministic autoencoder (DC-AE)
+
+
+def call_default(pipeline, name: str):
+    """The default of argument ``name`` of the pipeline's ``__call__`` (what a stock run uses)."""
+    return inspect.signature(type(pipeline).__call__).parameters[name].default

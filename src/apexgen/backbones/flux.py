@@ -7,6 +7,11 @@ guidance scale (FLUX.1-dev, ``guidance_embeds=True``) or None; T5 tokens and poo
 text mask. The output is the packed velocity ε − x0, no sign change.
 
 Condition shift: ``context_embedder`` (a Linear, no norm before it) projects the T5 tokens.
+
+Pipeline side: ``encode_prompt`` returns ``(prompt_embeds, pooled, text_ids)``: T5 tokens, pooled CLIP; no
+mask. True CFG runs when ``true_cfg_scale`` > 1 and a negative prompt is given, as a second transformer
+call; ``guidance_scale`` is the distilled guidance input of FLUX.1-dev (not CFG), set from the adapter's
+guidance_scale at export. The pipeline's ``true_cfg_scale`` default (1.0) is off: 4.0 is Qwen-Image's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 from diffusers import FluxTransformer2DModel
 from torch import Tensor
 
+from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, TINY_TEXT
 from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, PackedDiffusersBackbone
 from apexgen.backbones.packing import pack_latents, token_grid_ids, unpack_latents
 from apexgen.condition import TextCondition
@@ -35,6 +41,37 @@ class FluxBackbone(PackedDiffusersBackbone):
         r"single_transformer_blocks\.\d+\.(proj_mlp|proj_out)",  # proj_out: attention output and MLP output
         r"time_text_embed\.timestep_embedder\.linear_[12]",
     )
+    pipeline_name = "FluxPipeline"
+    guidance_off = {"true_cfg_scale": 1.0}
+    guidance_on = {"true_cfg_scale": 4.0}
+    cfg_batched = False
+    bench_configs = {
+        "tiny": dict(
+            patch_size=1,
+            in_channels=16,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=TINY_TEXT,
+            pooled_projection_dim=TINY_TEXT,
+            guidance_embeds=False,
+            axes_dims_rope=(4, 4, 8),
+        ),
+        # FLUX.1's double and single blocks at hidden 1536, 4 + 8 layers: 0.64B
+        "0.7b": dict(
+            patch_size=1,
+            in_channels=64,
+            num_layers=4,
+            num_single_layers=8,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=HEADS,
+            joint_attention_dim=4096,
+            pooled_projection_dim=768,
+            guidance_embeds=False,
+            axes_dims_rope=(16, 56, 56),
+        ),
+    }
 
     def __init__(self, transformer: FluxTransformer2DModel, guidance_scale: float = DEFAULT_GUIDANCE):
         super().__init__(transformer)
@@ -62,3 +99,8 @@ class FluxBackbone(PackedDiffusersBackbone):
             return_dict=False,
         )[0]
         return unpack_latents(velocity, height, width)
+
+    @staticmethod
+    def encode_text(pipeline, prompts: list[str], length: int) -> TextCondition:
+        tokens, pooled, _text_ids = pipeline.encode_prompt(prompts, max_sequence_length=length)
+        return TextCondition(tokens, pooled)

@@ -8,6 +8,10 @@ guidance-distilled variant. The output is the packed velocity ε − x0, no sign
 
 Condition shift: the text tokens pass ``txt_norm`` (RMSNorm) then ``txt_in`` (Linear); ``txt_in``'s
 output is the projected text stream.
+
+Pipeline side: ``encode_prompt`` returns ``(prompt_embeds, prompt_embeds_mask)``; the mask is None when
+every token is valid. Latents are ``(z − latents_mean) / latents_std`` per channel with a frame axis (the
+video VAE). True CFG as FLUX's: ``true_cfg_scale`` > 1 with a negative prompt, a second transformer call.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ import torch
 from diffusers import QwenImageTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, PackedDiffusersBackbone
+from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, MID_HEAD_DIM, MID_HEADS, MID_LAYERS, TINY_TEXT
+from apexgen.backbones.diffusers_backbone import (
+    FEED_FORWARD,
+    JOINT_ATTENTION,
+    PackedDiffusersBackbone,
+    posterior_latents,
+)
 from apexgen.backbones.packing import PACK, pack_latents, unpack_latents
 from apexgen.condition import TextCondition
 
@@ -32,6 +42,47 @@ class QwenImageBackbone(PackedDiffusersBackbone):
         rf"transformer_blocks\.\d+\.(img_mlp|txt_mlp)\.{FEED_FORWARD}",
         r"time_text_embed\.timestep_embedder\.linear_[12]",
     )
+    pipeline_name = "QwenImagePipeline"
+    guidance_off = {"true_cfg_scale": 1.0}
+    guidance_on = {"true_cfg_scale": 4.0}
+    cfg_batched = False
+    bench_configs = {
+        "tiny": dict(
+            patch_size=2,
+            in_channels=16,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=TINY_TEXT,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 4, 4),
+        ),
+        # Qwen-Image's blocks at hidden 768, 6 layers, the real text width: 132M
+        "100m": dict(
+            patch_size=2,
+            in_channels=64,
+            out_channels=16,
+            num_layers=MID_LAYERS,
+            attention_head_dim=MID_HEAD_DIM,
+            num_attention_heads=MID_HEADS,
+            joint_attention_dim=3584,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 28, 28),
+        ),
+        # Qwen-Image's architecture cut to 8 layers: 0.69B (the model measured on an H100)
+        "0.7b": dict(
+            patch_size=2,
+            in_channels=64,
+            out_channels=16,
+            num_layers=8,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=HEADS,
+            joint_attention_dim=3584,  # Qwen2.5-VL-7B's hidden size
+            guidance_embeds=False,
+            axes_dims_rope=(16, 56, 56),
+        ),
+    }
 
     def __init__(self, transformer: QwenImageTransformer2DModel, guidance_scale: float = 1.0):
         super().__init__(transformer)
@@ -53,6 +104,25 @@ class QwenImageBackbone(PackedDiffusersBackbone):
             return_dict=False,
         )[0]
         return unpack_latents(velocity, height, width)
+
+    @staticmethod
+    def encode_text(pipeline, prompts: list[str], length: int) -> TextCondition:
+        tokens, mask = pipeline.encode_prompt(prompts, max_sequence_length=length)
+        if mask is None:  # the pipeline drops the mask when every token is valid
+            mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return TextCondition(tokens, None, mask.bool())
+
+    @staticmethod
+    def encode_latents(pipeline, images: Tensor, generators: list[torch.Generator], sample: bool) -> Tensor:
+        vae = pipeline.vae
+        latents = posterior_latents(vae.encode(images.unsqueeze(2)), generators, sample)  # (B, C, frames=1, h, w)
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
+        std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
+        return ((latents - mean) / std).squeeze(2)
+
+    @staticmethod
+    def prompt_arguments(cond: TextCondition) -> dict:
+        return {"prompt_embeds": cond.tokens, "prompt_embeds_mask": cond.mask}
 
 
 def pipeline_mask(mask: Tensor | None) -> Tensor | None:

@@ -11,6 +11,11 @@ Condition shift: the tokens pass ``caption_projection`` (Linear–GELU–Linear)
 projection *and* norm that every cross-attention sees; a shift before the norm would be partly undone by
 it (METHOD §2).
 
+Pipeline side: ``encode_prompt`` returns ``(prompt_embeds, prompt_attention_mask, negative,
+negative_mask)``; prompts get the complex human instruction of ``SanaPipeline.__call__``'s default, the
+unconditional "" does not (as in the pipeline). Latents are ``z · scaling_factor`` (the deterministic DC-AE,
+32× downsampling). CFG runs when ``guidance_scale`` > 1 (default 4.5), both branches in one call of 2× batch.
+
 SANA-Sprint (``guidance_embeds=True``) is a TrigFlow model with another time parameterisation and
 pipeline; it is not supported here.
 """
@@ -21,7 +26,8 @@ import torch
 from diffusers import SanaTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.diffusers_backbone import TRAIN_TIMESTEPS, DiffusersBackbone
+from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, HIDDEN, TINY_TEXT
+from apexgen.backbones.diffusers_backbone import TRAIN_TIMESTEPS, DiffusersBackbone, call_default, posterior_latents
 from apexgen.condition import TextCondition
 
 
@@ -33,6 +39,42 @@ class SanaBackbone(DiffusersBackbone):
         r"transformer_blocks\.\d+\.ff\.(conv_inverted|conv_point)",  # the GLU-MBConv's 1×1 convolutions
         r"time_embed\.emb\.timestep_embedder\.linear_[12]",
     )
+    pipeline_name = "SanaPipeline"
+    guidance_off = {"guidance_scale": 1.0}
+    guidance_on = {"guidance_scale": 4.5}
+    text_width_key = "caption_channels"
+    vae_factor = 32  # DC-AE
+    bench_configs = {
+        "tiny": dict(
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=2,
+            attention_head_dim=16,
+            num_layers=2,
+            num_cross_attention_heads=2,
+            cross_attention_head_dim=16,
+            cross_attention_dim=32,
+            caption_channels=TINY_TEXT,
+            sample_size=16,
+            patch_size=1,
+            norm_elementwise_affine=False,
+        ),
+        # SANA's linear-attention blocks at hidden 1536, 18 layers, DC-AE latents (32 channels, f32): 0.68B
+        "0.7b": dict(
+            in_channels=32,
+            out_channels=32,
+            num_attention_heads=HEADS,
+            attention_head_dim=HEAD_DIM,
+            num_layers=18,
+            num_cross_attention_heads=HEADS,
+            cross_attention_head_dim=HEAD_DIM,
+            cross_attention_dim=HIDDEN,
+            caption_channels=2304,  # Gemma-2-2B
+            sample_size=32,
+            patch_size=1,
+            mlp_ratio=2.5,
+        ),
+    }
 
     def __init__(self, transformer: SanaTransformer2DModel):
         if transformer.config.guidance_embeds:
@@ -51,3 +93,34 @@ class SanaBackbone(DiffusersBackbone):
         if velocity.shape[1] == 2 * self.latent_channels:
             velocity = velocity.chunk(2, dim=1)[0]
         return velocity
+
+    @staticmethod
+    def encode_text(pipeline, prompts: list[str], length: int) -> TextCondition:
+        tokens, mask, _, _ = pipeline.encode_prompt(
+            prompts,
+            do_classifier_free_guidance=False,
+            max_sequence_length=length,
+            complex_human_instruction=call_default(pipeline, "complex_human_instruction"),
+        )
+        return TextCondition(tokens, None, mask.bool())
+
+    @classmethod
+    def encode_null(cls, pipeline, length: int) -> TextCondition:
+        """SanaPipeline's own unconditional input: "" encoded without the complex human instruction."""
+        _, _, tokens, mask = pipeline.encode_prompt(
+            [""],
+            do_classifier_free_guidance=True,
+            negative_prompt="",
+            max_sequence_length=length,
+            complex_human_instruction=call_default(pipeline, "complex_human_instruction"),
+        )
+        return TextCondition(tokens, None, mask.bool())
+
+    @staticmethod
+    def encode_latents(pipeline, images: Tensor, generators: list[torch.Generator], sample: bool) -> Tensor:
+        vae = pipeline.vae
+        return posterior_latents(vae.encode(images), generators, sample) * vae.config.scaling_factor
+
+    @staticmethod
+    def prompt_arguments(cond: TextCondition) -> dict:
+        return {"prompt_embeds": cond.tokens, "prompt_attention_mask": cond.mask}

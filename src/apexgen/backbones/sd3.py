@@ -7,6 +7,10 @@ time σ·1000 in float32; ``encoder_hidden_states`` = the joint CLIP+T5 tokens a
 
 Condition shift: ``context_embedder`` (a Linear, no norm before it) projects the text tokens into the
 joint stream; its output is what every joint attention block sees.
+
+Pipeline side: ``encode_prompt`` returns ``(prompt_embeds, negative, pooled, negative_pooled)``: CLIP-L/G +
+T5 tokens, pooled CLIP; no mask. CFG runs when ``guidance_scale`` > 1 (default 7.0), both branches in one
+call of 2× batch.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 from diffusers import SD3Transformer2DModel
 from torch import Tensor
 
+from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, HIDDEN, MID_HEAD_DIM, MID_HEADS, MID_LAYERS, TINY_TEXT
 from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, TRAIN_TIMESTEPS, DiffusersBackbone
 from apexgen.condition import TextCondition
 
@@ -29,6 +34,54 @@ class SD3Backbone(DiffusersBackbone):
         rf"transformer_blocks\.\d+\.(ff|ff_context)\.{FEED_FORWARD}",
         r"time_text_embed\.timestep_embedder\.linear_[12]",
     )
+    pipeline_name = "StableDiffusion3Pipeline"
+    guidance_off = {"guidance_scale": 1.0}
+    guidance_on = {"guidance_scale": 7.0}
+    bench_configs = {
+        "tiny": dict(
+            sample_size=16,
+            patch_size=2,
+            in_channels=4,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=TINY_TEXT,
+            caption_projection_dim=32,
+            pooled_projection_dim=TINY_TEXT,
+            pos_embed_max_size=32,
+        ),
+        # SD3.5's joint blocks at hidden 768, 6 layers, the real text widths: 127M
+        "100m": dict(
+            sample_size=32,
+            patch_size=2,
+            in_channels=16,
+            out_channels=16,
+            num_layers=MID_LAYERS,
+            attention_head_dim=MID_HEAD_DIM,
+            num_attention_heads=MID_HEADS,
+            joint_attention_dim=4096,
+            caption_projection_dim=MID_HEADS * MID_HEAD_DIM,
+            pooled_projection_dim=2048,
+            pos_embed_max_size=64,
+            qk_norm="rms_norm",
+        ),
+        # SD3.5's joint blocks at hidden 1536, 8 layers: 0.67B
+        "0.7b": dict(
+            sample_size=64,
+            patch_size=2,
+            in_channels=16,
+            out_channels=16,
+            num_layers=8,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=HEADS,
+            joint_attention_dim=4096,  # T5-XXL
+            caption_projection_dim=HIDDEN,
+            pooled_projection_dim=2048,  # CLIP-L + CLIP-G
+            pos_embed_max_size=96,
+            qk_norm="rms_norm",
+        ),
+    }
 
     def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
         t = self.check_inputs(x_t, t, cond, needs_pooled=True)
@@ -39,3 +92,10 @@ class SD3Backbone(DiffusersBackbone):
             pooled_projections=cond.pooled,
             return_dict=False,
         )[0]
+
+    @staticmethod
+    def encode_text(pipeline, prompts: list[str], length: int) -> TextCondition:
+        tokens, _, pooled, _ = pipeline.encode_prompt(
+            prompts, None, None, do_classifier_free_guidance=False, max_sequence_length=length
+        )
+        return TextCondition(tokens, pooled)

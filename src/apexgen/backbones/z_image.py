@@ -10,6 +10,10 @@ So F(x_t, t, c) = −transformer(x_t, 1 − t, c).
 
 Condition shift: ``cap_embedder`` = Sequential(RMSNorm, Linear), the caption norm and projection; its
 output (before the caption refiner blocks) is the projected text stream.
+
+Pipeline side: ``encode_prompt`` returns a list of (L_i, D) embeddings holding only each prompt's valid
+tokens, and ``prompt_embeds`` takes them back in that form (:func:`caption_features`). ``ZImagePipeline``
+runs CFG when ``guidance_scale`` > 0 (default 5.0), both branches in one call.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from diffusers import ZImageTransformer2DModel
 from torch import Tensor
 
+from apexgen.backbones.bench_sizes import HEADS, HIDDEN, TINY_TEXT
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.condition import TextCondition
 
@@ -30,6 +35,41 @@ class ZImageBackbone(DiffusersBackbone):
         r"(layers|noise_refiner|context_refiner)\.\d+\.feed_forward\.(w1|w2|w3)",
         r"t_embedder\.mlp\.(0|2)",
     )
+    pipeline_name = "ZImagePipeline"
+    guidance_off = {"guidance_scale": 0.0}
+    guidance_on = {"guidance_scale": 5.0}
+    text_width_key = "cap_feat_dim"
+    bench_configs = {
+        "tiny": dict(
+            all_patch_size=(2,),
+            all_f_patch_size=(1,),
+            in_channels=4,
+            dim=32,
+            n_layers=2,
+            n_refiner_layers=1,
+            n_heads=2,
+            n_kv_heads=2,
+            qk_norm=True,
+            cap_feat_dim=TINY_TEXT,
+            axes_dims=[8, 4, 4],
+            axes_lens=[256, 32, 32],
+        ),
+        # Z-Image's single-stream blocks at hidden 1536, 18 layers: 0.67B
+        "0.7b": dict(
+            all_patch_size=(2,),
+            all_f_patch_size=(1,),
+            in_channels=16,
+            dim=HIDDEN,
+            n_layers=18,
+            n_refiner_layers=2,
+            n_heads=HEADS,
+            n_kv_heads=HEADS,
+            qk_norm=True,
+            cap_feat_dim=2560,  # Qwen3-4B
+            axes_dims=[32, 48, 48],
+            axes_lens=[1536, 512, 512],
+        ),
+    }
 
     def __init__(self, transformer: ZImageTransformer2DModel):
         super().__init__(transformer)
@@ -65,6 +105,23 @@ class ZImageBackbone(DiffusersBackbone):
     def pool_features(self, output) -> Tensor:
         """Mean over the image tokens, which come first in each sample's unified sequence."""
         return output[:, : self.image_tokens].mean(1)
+
+    @staticmethod
+    def encode_text(pipeline, prompts: list[str], length: int) -> TextCondition:
+        # encode_prompt rewrites the list it is given in place (chat template): hand it a copy.
+        embeddings, _ = pipeline.encode_prompt(
+            list(prompts), do_classifier_free_guidance=False, max_sequence_length=length
+        )
+        longest = max(e.shape[0] for e in embeddings)
+        tokens = embeddings[0].new_zeros(len(embeddings), longest, embeddings[0].shape[-1])
+        mask = torch.zeros(len(embeddings), longest, dtype=torch.bool, device=tokens.device)
+        for row, embedding in enumerate(embeddings):
+            tokens[row, : embedding.shape[0]], mask[row, : embedding.shape[0]] = embedding, True
+        return TextCondition(tokens, None, mask)
+
+    @staticmethod
+    def prompt_arguments(cond: TextCondition) -> dict:
+        return {"prompt_embeds": caption_features(cond)}
 
 
 def caption_features(cond: TextCondition) -> list[Tensor]:

@@ -1,21 +1,9 @@
 """Captions and images → model inputs, with the backbone's own stock diffusers pipeline: prompt embeddings
-from its ``encode_prompt`` and latents from its VAE with the normalisation its decoder inverts.
-
-Each pipeline returns its embeddings differently; one small rule per backbone maps them to
-:class:`TextCondition` (tokens, pooled, mask):
-
-* ``sd3``: ``(prompt_embeds, negative, pooled, negative_pooled)``: CLIP-L/G + T5 tokens, pooled CLIP; no mask.
-* ``flux``: ``(prompt_embeds, pooled, text_ids)``: T5 tokens, pooled CLIP; no mask.
-* ``qwen_image``: ``(prompt_embeds, prompt_embeds_mask)``; the mask is None when every token is valid.
-* ``sana``: ``(prompt_embeds, prompt_attention_mask, negative, negative_mask)``; prompts get the complex human
-  instruction of ``SanaPipeline.__call__``'s default, the unconditional "" does not (as in the pipeline).
-* ``z_image``: a list of (L_i, D) embeddings holding only each prompt's valid tokens.
-
-Latents, the inverse of each pipeline's decode: ``(z − shift_factor) · scaling_factor`` (SD3, Flux,
-Z-Image; no shift when the VAE has none), ``(z − latents_mean) / latents_std`` per channel with a frame
-axis (Qwen-Image's video VAE), ``z · scaling_factor`` (SANA's deterministic DC-AE). z is one draw of the
-posterior per image, from a generator seeded by (seed, the record's index), so a record's latents do not
-depend on batching or on which other records were skipped; or its mode.
+from its ``encode_prompt`` and latents from its VAE with the normalisation its decoder inverts. The rules
+of each backbone are in its adapter (``encode_text``, ``encode_null``, ``encode_latents`` of
+``backbones/<name>.py``); z is one draw of the posterior per image, from a generator seeded by (seed, the
+record's index), so a record's latents do not depend on batching or on which other records were skipped;
+or its mode.
 
 Embeddings are stored per sample with trailing padding removed (:class:`EncodedText`) and padded again
 per batch with a mask: masked attention ignores padding, so the velocity is unchanged.
@@ -23,16 +11,16 @@ per batch with a mask: masked attention ignores padding, so the velocity is unch
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from apexgen.backbones.diffusers_backbone import call_default
+from apexgen.backbones.registry import adapter_class
 from apexgen.condition import TextCondition
 from apexgen.data.image_text import ImageText, Reader
 from apexgen.progress import progress_bar
@@ -64,108 +52,6 @@ class EncodedDataset:
     real_data: bool  # False for prompt-only data: samples hold no latents
 
 
-TextRule = Callable[[Any, list[str], int], TextCondition]
-LatentRule = Callable[[Any, Tensor, list[torch.Generator], bool], Tensor]
-
-
-def call_default(pipeline, name: str):
-    """The default of argument ``name`` of the pipeline's ``__call__`` (what a stock run uses)."""
-    return inspect.signature(type(pipeline).__call__).parameters[name].default
-
-
-def sd3_text(pipeline, prompts: list[str], length: int) -> TextCondition:
-    tokens, _, pooled, _ = pipeline.encode_prompt(
-        prompts, None, None, do_classifier_free_guidance=False, max_sequence_length=length
-    )
-    return TextCondition(tokens, pooled)
-
-
-def flux_text(pipeline, prompts: list[str], length: int) -> TextCondition:
-    tokens, pooled, _text_ids = pipeline.encode_prompt(prompts, max_sequence_length=length)
-    return TextCondition(tokens, pooled)
-
-
-def qwen_image_text(pipeline, prompts: list[str], length: int) -> TextCondition:
-    tokens, mask = pipeline.encode_prompt(prompts, max_sequence_length=length)
-    if mask is None:  # the pipeline drops the mask when every token is valid
-        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-    return TextCondition(tokens, None, mask.bool())
-
-
-def sana_text(pipeline, prompts: list[str], length: int) -> TextCondition:
-    tokens, mask, _, _ = pipeline.encode_prompt(
-        prompts,
-        do_classifier_free_guidance=False,
-        max_sequence_length=length,
-        complex_human_instruction=call_default(pipeline, "complex_human_instruction"),
-    )
-    return TextCondition(tokens, None, mask.bool())
-
-
-def sana_null(pipeline, length: int) -> TextCondition:
-    """SanaPipeline's own unconditional input: "" encoded without the complex human instruction."""
-    _, _, tokens, mask = pipeline.encode_prompt(
-        [""],
-        do_classifier_free_guidance=True,
-        negative_prompt="",
-        max_sequence_length=length,
-        complex_human_instruction=call_default(pipeline, "complex_human_instruction"),
-    )
-    return TextCondition(tokens, None, mask.bool())
-
-
-def z_image_text(pipeline, prompts: list[str], length: int) -> TextCondition:
-    # encode_prompt rewrites the list it is given in place (chat template): hand it a copy.
-    embeddings, _ = pipeline.encode_prompt(list(prompts), do_classifier_free_guidance=False, max_sequence_length=length)
-    longest = max(e.shape[0] for e in embeddings)
-    tokens = embeddings[0].new_zeros(len(embeddings), longest, embeddings[0].shape[-1])
-    mask = torch.zeros(len(embeddings), longest, dtype=torch.bool, device=tokens.device)
-    for row, embedding in enumerate(embeddings):
-        tokens[row, : embedding.shape[0]], mask[row, : embedding.shape[0]] = embedding, True
-    return TextCondition(tokens, None, mask)
-
-
-def posterior_latents(output, generators: list[torch.Generator], sample: bool) -> Tensor:
-    if hasattr(output, "latent_dist"):
-        return output.latent_dist.sample(generators) if sample else output.latent_dist.mode()
-    return output.latent  # a deterministic autoencoder (DC-AE)
-
-
-def shifted_scaled_latents(pipeline, images: Tensor, generators: list[torch.Generator], sample: bool) -> Tensor:
-    vae = pipeline.vae
-    latents = posterior_latents(vae.encode(images), generators, sample)
-    return (latents - (vae.config.shift_factor or 0.0)) * vae.config.scaling_factor
-
-
-def channel_normalised_latents(pipeline, images: Tensor, generators: list[torch.Generator], sample: bool) -> Tensor:
-    vae = pipeline.vae
-    latents = posterior_latents(vae.encode(images.unsqueeze(2)), generators, sample)  # (B, C, frames=1, h, w)
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
-    return ((latents - mean) / std).squeeze(2)
-
-
-def scaled_latents(pipeline, images: Tensor, generators: list[torch.Generator], sample: bool) -> Tensor:
-    vae = pipeline.vae
-    return posterior_latents(vae.encode(images), generators, sample) * vae.config.scaling_factor
-
-
-@dataclass(frozen=True)
-class BackboneEncoding:
-    text: TextRule
-    latents: LatentRule
-    null: Callable[[Any, int], TextCondition] | None = None  # None: the text rule applied to [""]
-
-
-ENCODINGS: dict[str, BackboneEncoding] = {
-    "sd3": BackboneEncoding(sd3_text, shifted_scaled_latents),
-    "flux": BackboneEncoding(flux_text, shifted_scaled_latents),
-    "qwen_image": BackboneEncoding(qwen_image_text, channel_normalised_latents),
-    "sana": BackboneEncoding(sana_text, scaled_latents, sana_null),
-    "z_image": BackboneEncoding(z_image_text, shifted_scaled_latents),
-}
-
-
 def split_rows(cond: TextCondition) -> list[EncodedText]:
     """Per-sample embeddings on the CPU, each masked row cut after its last valid token."""
     cond = cond.to("cpu")
@@ -193,9 +79,7 @@ class PipelineEncoder:
         latent_sample: str = "sample",
         seed: int = 0,
     ):
-        if backbone not in ENCODINGS:
-            raise ValueError(f"no encoding rules for backbone {backbone!r}; known: {', '.join(ENCODINGS)}")
-        self.pipeline, self.backbone, self.rules = pipeline, backbone, ENCODINGS[backbone]
+        self.pipeline, self.backbone, self.adapter = pipeline, backbone, adapter_class(backbone)
         self.max_sequence_length = max_sequence_length or call_default(pipeline, "max_sequence_length")
         self.latent_sample, self.seed = latent_sample, seed
         for name, component in pipeline.components.items():
@@ -205,13 +89,11 @@ class PipelineEncoder:
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> list[EncodedText]:
-        return split_rows(self.rules.text(self.pipeline, list(prompts), self.max_sequence_length))
+        return split_rows(self.adapter.encode_text(self.pipeline, list(prompts), self.max_sequence_length))
 
     @torch.no_grad()
     def null(self) -> EncodedText:
-        if self.rules.null is None:
-            return self.encode_prompts([""])[0]
-        return split_rows(self.rules.null(self.pipeline, self.max_sequence_length))[0]
+        return split_rows(self.adapter.encode_null(self.pipeline, self.max_sequence_length))[0]
 
     @torch.no_grad()
     def encode_images(self, images: Tensor, indices: Sequence[int]) -> Tensor:
@@ -219,7 +101,7 @@ class PipelineEncoder:
         vae = self.pipeline.vae
         generators = [RECORD_ENCODING.generator(self.seed, index) for index in indices]
         images = images.to(device=vae.device, dtype=vae.dtype)
-        return self.rules.latents(self.pipeline, images, generators, self.latent_sample == "sample").cpu()
+        return self.adapter.encode_latents(self.pipeline, images, generators, self.latent_sample == "sample").cpu()
 
     def latent_shape(self, resolution: int) -> tuple[int, int, int]:
         """(C, h, w) of the latents of a ``resolution``² image."""

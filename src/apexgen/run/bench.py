@@ -33,7 +33,7 @@ import torch
 
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
 from apexgen.backbones.lora import LoRAConfig
-from apexgen.backbones.registry import backbone_spec
+from apexgen.backbones.registry import adapter_class
 from apexgen.config import ConfigError
 from apexgen.memory import PeakMemory, current_bytes
 from apexgen.objectives import MethodsConfig, build_objective, require_batch_fits
@@ -151,7 +151,7 @@ def loaded_model(settings: BenchSettings, model: BenchModel) -> DiffusersBackbon
     ``run_variant`` seeds), on the device in its dtype."""
     dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
     with torch.device(settings.device):  # initialised where it runs: a 0.7B model in seconds on a GPU
-        adapter = backbone_spec(settings.backbone).adapter_class().from_config(model.config)
+        adapter = adapter_class(settings.backbone).from_config(model.config)
     return adapter.to(dtype=dtype)
 
 

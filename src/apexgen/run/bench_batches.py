@@ -7,17 +7,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from apexgen.backbones.registry import adapter_class
 from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
 
 if TYPE_CHECKING:
     from apexgen.run.bench import BenchSettings
     from apexgen.run.bench_models import BenchModel
-
-# The transformer config key of each backbone's text width.
-TEXT_WIDTH = {"sd3": "joint_attention_dim", "flux": "joint_attention_dim", "qwen_image": "joint_attention_dim"}
-TEXT_WIDTH |= {"sana": "caption_channels", "z_image": "cap_feat_dim"}
-POOLED = ("sd3", "flux")  # backbones that take a pooled text vector (and no text mask)
 
 
 class RandomBatches(DataStream):
@@ -29,9 +25,10 @@ class RandomBatches(DataStream):
 
     def condition(self, zero: bool = False) -> TextCondition:
         settings, config = self.settings, self.model.config
-        shape = (settings.batch, self.model.text_tokens, config[TEXT_WIDTH[settings.backbone]])
+        adapter = adapter_class(settings.backbone)
+        shape = (settings.batch, self.model.text_tokens, config[adapter.text_width_key])
         tokens = torch.zeros(shape) if zero else torch.randn(shape, generator=self.generator)
-        if settings.backbone in POOLED:
+        if adapter.takes_pooled():
             pooled = torch.zeros(settings.batch, config["pooled_projection_dim"])
             return TextCondition(tokens, pooled if zero else pooled.normal_(generator=self.generator))
         return TextCondition(tokens, None, torch.ones(shape[:2], dtype=torch.bool))

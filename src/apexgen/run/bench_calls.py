@@ -4,7 +4,7 @@ components with the export's scheduler for the student, one pipeline call of eac
 setting's transformer calls made directly.
 
 The transformer is neither hooked nor wrapped. The calls a setting makes are known from the pipeline's code
-(``BackboneSpec.cfg_batched``: CFG as one call of 2× batch per step, or as two calls per step; the tests
+(the adapter's ``cfg_batched``: CFG as one call of 2× batch per step, or as two calls per step; the tests
 count them in the real pipeline with torch.profiler) and are replayed through the backbone adapter, whose
 call is the pipeline's (tests/backbones check this), on inputs of the pipeline's shapes: latents of the
 image size and the embeddings that the pipeline's own ``encode_prompt`` gives for the same prompt and
@@ -19,13 +19,12 @@ from typing import Any
 
 import torch
 
-from apexgen.backbones.diffusers_backbone import DiffusersBackbone
-from apexgen.backbones.registry import adapter_class, backbone_spec
+from apexgen.backbones.diffusers_backbone import DiffusersBackbone, call_default
+from apexgen.backbones.registry import adapter_class
 from apexgen.condition import TextCondition
 from apexgen.config import ConfigError
-from apexgen.data.encoding import ENCODINGS, PipelineEncoder, call_default
+from apexgen.data.encoding import PipelineEncoder
 from apexgen.export import sampling_scheduler, sampling_settings
-from apexgen.run.bench_batches import TEXT_WIDTH
 from apexgen.run.bench_models import bench_model
 from apexgen.run.pipeline import DTYPES, PipelineError, exact_size, load_pipeline, sampling_arguments
 from apexgen.seeding import seeded_global_rng
@@ -79,11 +78,11 @@ class Pipelines:
 
 
 def calls_per_step(backbone: str, setting: Setting) -> int:
-    return 2 if setting.guided and not backbone_spec(backbone).cfg_batched else 1
+    return 2 if setting.guided and not adapter_class(backbone).cfg_batched else 1
 
 
 def batch_per_call(backbone: str, setting: Setting) -> int:
-    return 2 if setting.guided and backbone_spec(backbone).cfg_batched else 1
+    return 2 if setting.guided and adapter_class(backbone).cfg_batched else 1
 
 
 def load_pipelines(settings: InferenceSettings) -> Pipelines:
@@ -110,7 +109,7 @@ def pipeline_run(pipelines: Pipelines, setting: Setting, settings: InferenceSett
     batch, side = settings.batch, settings.side
     if setting.guided:
         pipeline = pipelines.teacher
-        arguments = {**backbone_spec(settings.backbone).guidance_on, **exact_size(pipeline)}
+        arguments = {**adapter_class(settings.backbone).guidance_on, **exact_size(pipeline)}
         arguments |= {"num_inference_steps": setting.steps, "negative_prompt": [NEGATIVE_PROMPT] * batch}
     else:
         pipeline = pipelines.student
@@ -130,12 +129,12 @@ def call_conditions(pipelines: Pipelines, setting: Setting, settings: InferenceS
     """The text of each transformer call of one step, as the pipeline's own ``encode_prompt`` gives it: the
     prompt; with batched CFG the negative and the prompt rows in one call; with two-call CFG, two calls."""
     pipeline, backbone = pipelines.teacher, settings.backbone
-    text, length = ENCODINGS[backbone].text, call_default(pipeline, "max_sequence_length")
+    text, length = adapter_class(backbone).encode_text, call_default(pipeline, "max_sequence_length")
     prompts, negatives = [PROMPT] * settings.batch, [NEGATIVE_PROMPT] * settings.batch
     with torch.no_grad():
         if not setting.guided:
             return [text(pipeline, prompts, length)]
-        if backbone_spec(backbone).cfg_batched:
+        if adapter_class(backbone).cfg_batched:
             return [text(pipeline, negatives + prompts, length)]
         return [text(pipeline, prompts, length), text(pipeline, negatives, length)]
 
@@ -159,7 +158,7 @@ def latent_shape(pipelines: Pipelines, settings: InferenceSettings) -> tuple[int
 
 
 def check_text_fits(adapter: DiffusersBackbone, cond: TextCondition, settings: InferenceSettings) -> None:
-    width = adapter.config[TEXT_WIDTH[settings.backbone]]
+    width = adapter.config[adapter.text_width_key]
     if cond.tokens.shape[-1] != width:
         raise PipelineError(
             f"the text encoders of {settings.model!r} give {cond.tokens.shape[-1]}-wide tokens, the "

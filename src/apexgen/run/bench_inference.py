@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from apexgen.backbones.registry import backbone_spec
+from apexgen.backbones.registry import adapter_class
 from apexgen.config import ConfigError
 from apexgen.export import EXPORTED_STEPS
 from apexgen.markdown import markdown_table
@@ -67,7 +67,7 @@ def settings_grid(settings: InferenceSettings) -> list[Setting]:
 
 
 def check_settings(settings: InferenceSettings) -> None:
-    backbone_spec(settings.backbone)  # an unknown backbone is refused here, before any loading
+    adapter_class(settings.backbone)  # an unknown backbone is refused here, before any loading
     for name in ("batch", "teacher_steps", "repeats"):
         if getattr(settings, name) < 1:
             raise ConfigError("", f"{name.replace('_', ' ')} must be ≥ 1, got {getattr(settings, name)}")
@@ -166,7 +166,7 @@ def write_report(
         f"({parameters:,} parameters), {settings.batch} image(s) per call, {settings.side}² images, "
         f"{settings.dtype} on {settings.device}, median of {settings.repeats} rounds after a warm-up"
     )
-    cfg = "one call of 2× batch" if backbone_spec(settings.backbone).cfg_batched else "two calls"
+    cfg = "one call of 2× batch" if adapter_class(settings.backbone).cfg_batched else "two calls"
     notes = (
         f"NFE: sampling steps. The teacher runs the pipeline's CFG ({cfg} per step, negative prompt "
         f"{NEGATIVE_PROMPT!r}); the student the export's guidance-off arguments and scheduler, with the same "
@@ -182,7 +182,7 @@ def write_report(
         "settings": asdict(settings) | {"resolution": settings.side, "precision": settings.dtype},
         "command": command,
         "transformer_parameters": parameters,
-        "cfg_batched": backbone_spec(settings.backbone).cfg_batched,
+        "cfg_batched": adapter_class(settings.backbone).cfg_batched,
         "environment": environment(settings.device),
         "rows": [asdict(r) for r in rows],
     }

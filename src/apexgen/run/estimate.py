@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from apexgen.backbones.lora import check_rank, target_pattern
-from apexgen.backbones.registry import backbone_spec
+from apexgen.backbones.registry import adapter_class
 from apexgen.objectives import STUDENT_METHODS, needs_teacher, uses_fake_network
 from apexgen.run.config import RunConfig
 from apexgen.train.sharding import blocks
@@ -63,7 +63,7 @@ def meta_transformer(backbone: str, path: str) -> nn.Module:
     """The backbone's transformer built from ``<path>/transformer/config.json`` on the meta device."""
     from accelerate import init_empty_weights
 
-    transformer_class = backbone_spec(backbone).adapter_class().transformer_class
+    transformer_class = adapter_class(backbone).transformer_class
     config = transformer_class.load_config(path, subfolder="transformer")
     with init_empty_weights():
         return transformer_class.from_config(config)
@@ -84,7 +84,7 @@ def head_parameters(feature_dim: int) -> int:
 def estimate(config: RunConfig, transformer: nn.Module, processes: int = 1) -> MemoryEstimate:
     """Per-process memory of ``config``'s method on ``transformer`` (a meta-device instance is enough), run by
     ``processes`` processes (they matter only to ``model.fsdp``)."""
-    adapter = backbone_spec(config.model.backbone).adapter_class()(transformer)
+    adapter = adapter_class(config.model.backbone)(transformer)
     total = sum(p.numel() for p in transformer.parameters())
     frozen = BYTES[config.model.dtype]
     shards = processes if config.model.fsdp and config.model.full_finetune else 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
-from apexgen.backbones.registry import backbone_spec
+from apexgen.backbones.registry import adapter_class
 from apexgen.config import load, load_yaml
 from apexgen.export import ExportResult, export_full, export_lora
 from apexgen.run.config import RunConfig
@@ -30,9 +30,9 @@ def run_config(run: Path) -> RunConfig:
 
 def load_transformer(config: RunConfig):
     """The run's base transformer (only the transformer: no text encoder or VAE is needed to export)."""
-    adapter_class = backbone_spec(config.model.backbone).adapter_class()
+    adapter_type = adapter_class(config.model.backbone)
     try:
-        return adapter_class.from_pretrained(config.model.path, dtype=DTYPES[config.model.dtype])
+        return adapter_type.from_pretrained(config.model.path, dtype=DTYPES[config.model.dtype])
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise PipelineError(
             f"could not load the transformer of {config.model.path!r} ({type(error).__name__}: {str(error)[:300]}); "

@@ -1,6 +1,7 @@
 """The stock diffusers pipeline of a backbone, loaded with ``from_pretrained`` after its folder was checked
 (a missing component is named with what the backbone needs), and the arguments under which it samples
-an exported student: prompt embeddings in each pipeline's own form, the exported scheduler and steps."""
+an exported student: the exported scheduler and steps (prompt embeddings in each pipeline's own form are
+the adapter's ``prompt_arguments``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from typing import Any
 
 import torch
 
-from apexgen.backbones.registry import BACKBONES, BackboneSpec, backbone_spec
-from apexgen.condition import TextCondition
+from apexgen.backbones.registry import BACKBONES, adapter_class, pipeline_class
 
 log = logging.getLogger(__name__)
 
@@ -27,36 +27,37 @@ class PipelineError(RuntimeError):
     missing and how to fix it."""
 
 
-def required_components(pipeline_class: type) -> list[str]:
+def required_components(pipeline_type: type) -> list[str]:
     """The components the pipeline cannot run without (its constructor's arguments, less the optional ones)."""
-    names = [name for name in inspect.signature(pipeline_class.__init__).parameters if name != "self"]
-    optional = set(getattr(pipeline_class, "_optional_components", ()))
+    names = [name for name in inspect.signature(pipeline_type.__init__).parameters if name != "self"]
+    optional = set(getattr(pipeline_type, "_optional_components", ()))
     return [name for name in names if name not in optional]
 
 
 def backbone_of_pipeline(class_name: str) -> str | None:
-    return next((spec.name for spec in BACKBONES.values() if spec.pipeline == class_name), None)
+    return next((name for name in BACKBONES if adapter_class(name).pipeline_name == class_name), None)
 
 
-def check_folder(path: Path, spec: BackboneSpec) -> None:
+def check_folder(path: Path, backbone: str) -> None:
     """A local pipeline folder must hold model_index.json of the backbone's pipeline and a subfolder per
     required component."""
-    required = required_components(spec.pipeline_class())
-    needs = f"the {spec.name} backbone needs a {spec.pipeline} folder with {', '.join(required)}"
+    adapter = adapter_class(backbone)
+    required = required_components(adapter.pipeline_class())
+    needs = f"the {backbone} backbone needs a {adapter.pipeline_name} folder with {', '.join(required)}"
     index_file = path / MODEL_INDEX
     if not index_file.is_file():
         raise PipelineError(
             f"{path} is not a diffusers pipeline folder: {MODEL_INDEX} is missing; {needs} "
-            f"(as written by {spec.pipeline}.save_pretrained or downloaded from the hub)"
+            f"(as written by {adapter.pipeline_name}.save_pretrained or downloaded from the hub)"
         )
     index = json.loads(index_file.read_text())
     class_name = index.get("_class_name")
-    if class_name != spec.pipeline:
+    if class_name != adapter.pipeline_name:
         other = backbone_of_pipeline(class_name)
         fix = f" or use the {other} backbone (model.backbone={other} in a run)" if other else ""
         raise PipelineError(
-            f"{path} holds a {class_name}, but the {spec.name} backbone needs a {spec.pipeline}; point to a "
-            f"{spec.name} model{fix}"
+            f"{path} holds a {class_name}, but the {backbone} backbone needs a {adapter.pipeline_name}; point to "
+            f"a {backbone} model{fix}"
         )
     missing = [name for name in required if not (path / name).is_dir() or not any(index.get(name) or ())]
     if missing:
@@ -69,23 +70,23 @@ def check_folder(path: Path, spec: BackboneSpec) -> None:
 def load_pipeline(backbone: str, path: str, dtype: str = "fp32", **components):
     """The backbone's stock pipeline from ``path`` (a local folder, checked first, or a hub id), on the CPU;
     ``components`` replace the folder's (e.g. a fine-tuned ``transformer``)."""
-    spec = backbone_spec(backbone)
+    name = adapter_class(backbone).pipeline_name
     local = Path(path).expanduser()
     if local.exists():
-        check_folder(local, spec)
+        check_folder(local, backbone)
     try:
         source = str(local) if local.exists() else path
-        pipeline = spec.pipeline_class().from_pretrained(source, dtype=DTYPES[dtype], **components)
+        pipeline = pipeline_class(backbone).from_pretrained(source, dtype=DTYPES[dtype], **components)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise PipelineError(
-            f"could not load a {spec.pipeline} from {path!r} ({type(error).__name__}: {str(error)[:400]}); "
+            f"could not load a {name} from {path!r} ({type(error).__name__}: {str(error)[:400]}); "
             "model.path must be a diffusers pipeline folder or a hub id of the backbone's model"
         ) from None
     absent = [name for name in required_components(type(pipeline)) if getattr(pipeline, name, None) is None]
     if absent:
-        raise PipelineError(f"the {spec.pipeline} loaded from {path!r} has no {', '.join(absent)}")
+        raise PipelineError(f"the {name} loaded from {path!r} has no {', '.join(absent)}")
     pipeline.set_progress_bar_config(disable=True)
-    log.info("loaded %s from %s (%s)", spec.pipeline, path, dtype)
+    log.info("loaded %s from %s (%s)", name, path, dtype)
     return pipeline
 
 
@@ -94,19 +95,6 @@ def move_text_encoders(pipeline, device: torch.device | str) -> None:
     for name, component in pipeline.components.items():
         if name.startswith(TEXT_ENCODER_PREFIX) and isinstance(component, torch.nn.Module):
             component.to(device)
-
-
-def prompt_arguments(backbone: str, cond: TextCondition) -> dict[str, Any]:
-    """Precomputed prompt embeddings as the backbone's pipeline takes them (no text encoder is run)."""
-    if backbone in ("sd3", "flux"):
-        return {"prompt_embeds": cond.tokens, "pooled_prompt_embeds": cond.pooled}
-    if backbone == "qwen_image":
-        return {"prompt_embeds": cond.tokens, "prompt_embeds_mask": cond.mask}
-    if backbone == "sana":
-        return {"prompt_embeds": cond.tokens, "prompt_attention_mask": cond.mask}
-    if backbone == "z_image":  # one (L_i, D) tensor per prompt, its valid tokens only
-        return {"prompt_embeds": [tokens[mask.bool()] for tokens, mask in zip(cond.tokens, cond.mask, strict=True)]}
-    raise ValueError(f"unknown backbone {backbone!r}")
 
 
 def sampling_arguments(pipeline, settings: dict[str, Any], steps: int) -> dict[str, Any]:

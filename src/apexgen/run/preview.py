@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from apexgen.backbones.registry import adapter_class
 from apexgen.condition import TextCondition
 from apexgen.export import sampling_scheduler
 from apexgen.run.config import SamplesConfig
-from apexgen.run.pipeline import prompt_arguments
 from apexgen.run.sample import generate
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Previewer:
         transformer = self.pipeline.transformer
         was_training = transformer.training
         transformer.eval()
-        prompt = prompt_arguments(self.backbone, self.cond)
+        prompt = adapter_class(self.backbone).prompt_arguments(self.cond)
         try:
             with self.autocast():
                 rows = [

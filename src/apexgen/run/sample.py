@@ -33,7 +33,7 @@ def generate(
     pipeline, settings: dict[str, Any], steps: int, seed: int | Sequence[int], resolution: int | None, **prompt
 ) -> list:
     """PIL images from the pipeline with the exported arguments for ``steps`` steps; ``prompt`` holds either
-    ``prompt=`` (text, encoded by the pipeline) or precomputed embeddings (``run.pipeline.prompt_arguments``).
+    ``prompt=`` (text, encoded by the pipeline) or precomputed embeddings (the adapter's ``prompt_arguments``).
     One ``seed`` draws the whole batch's noise; a list of seeds draws each image's from its own seed (the
     global generator, from which most pipelines draw their few-step re-noising, starts from the first)."""
     size = {} if resolution is None else {"height": resolution, "width": resolution}

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from apexgen.backbones.registry import backbone_spec
+from apexgen.backbones.registry import adapter_class
 from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
 from apexgen.config import to_dict
@@ -155,7 +155,7 @@ def run_training(config: RunConfig, resume: bool = False, overwrite: bool = Fals
     check_run_folder(out, resume, overwrite)
     open_reader(config.data)  # the data's index is checked before any weights are read
     pipeline = load_pipeline(config.model.backbone, config.model.path, config.model.dtype)
-    adapter = backbone_spec(config.model.backbone).adapter_class()(pipeline.transformer)
+    adapter = adapter_class(config.model.backbone)(pipeline.transformer)
     if not config.model.full_finetune:
         check_lora_rank(adapter, config.model.lora)
     # accelerate joins CPU processes into a group only when asked for the CPU (else each runs alone)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from apexgen.backbones.registry import backbone_spec
+from apexgen.backbones.registry import pipeline_class
 from apexgen.export import LORA_WEIGHTS, read_settings, sampling_scheduler
 from apexgen.t2i.generate import noise_for
 from apexgen.t2i.images import save_grid
@@ -66,13 +66,13 @@ def export_settings(export: Path) -> dict[str, Any]:
 def stock_pipeline(teacher_dir: Path, export: Path, settings: dict[str, Any]):
     """``StableDiffusion3Pipeline`` carrying the student: the teacher with the export's LoRA loaded by
     ``load_lora_weights``, or the export's own transformer."""
-    pipeline_class = backbone_spec("sd3").pipeline_class()
+    pipeline_type = pipeline_class("sd3")
     scheduler = sampling_scheduler(settings)
     if settings["weights"] == "full":
         transformer = load_teacher(export).transformer
-        return pipeline_class(transformer=transformer, scheduler=scheduler, **dict.fromkeys(ABSENT_COMPONENTS))
+        return pipeline_type(transformer=transformer, scheduler=scheduler, **dict.fromkeys(ABSENT_COMPONENTS))
     teacher = load_teacher(teacher_dir)
-    pipeline = pipeline_class(transformer=teacher.transformer, scheduler=scheduler, **dict.fromkeys(ABSENT_COMPONENTS))
+    pipeline = pipeline_type(transformer=teacher.transformer, scheduler=scheduler, **dict.fromkeys(ABSENT_COMPONENTS))
     try:
         pipeline.load_lora_weights(str(export), weight_name=LORA_WEIGHTS)
     except (ValueError, RuntimeError, KeyError, OSError) as error:
