@@ -137,6 +137,8 @@ ROWS: dict[str, list[Row]] = {
         row("apex_regression4_guidance1.5", "methods.apex.weight_regression=4", "methods.apex.real_guidance=1.5"),
         row("apex_regression4_nowarmup", "methods.apex.weight_regression=4", "methods.apex.fake_warmup=0"),
         row("apex_regression8", "methods.apex.weight_regression=8"),
+        # the fairness check of the CFG-1.5 row: the best rival with the same lower guidance
+        row("regression_guidance1.5", "methods.regression.guidance=1.5", method="regression"),
     ],
     "table6": [
         row("paper_fake_only", "methods.apex.preset=paper", "methods.apex.weight_anchor=0"),
