@@ -139,6 +139,7 @@ ROWS: dict[str, list[Row]] = {
         row("apex_regression8", "methods.apex.weight_regression=8"),
         # the fairness check of the CFG-1.5 row: the best rival with the same lower guidance
         row("regression_guidance1.5", "methods.regression.guidance=1.5", method="regression"),
+        row("dmd2_guidance1.5", "methods.dmd2.guidance=1.5", method="dmd2"),
     ],
     "table6": [
         row("paper_fake_only", "methods.apex.preset=paper", "methods.apex.weight_anchor=0"),
