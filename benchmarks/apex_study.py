@@ -6,7 +6,7 @@ budget, and scored on the held-out prompts (FID, accuracy, Inception and pixel d
     python benchmarks/apex_study.py --out runs/apex_study --report benchmarks/results/apex_study
 
 A row is named by its label, seed and budget; a row whose score is kept in <out>/scores is not run again, and
-a distilled student whose distill.json exists is not trained again (the study is rerun-safe). ``--workers 2``
+a distilled student whose run.json exists is not trained again (the study is rerun-safe). ``--workers 2``
 runs two rows at once with one thread each (faster on 2 cores than one row with two threads).
 """
 
@@ -205,6 +205,7 @@ def run_job(job: Job, out: Path, samples: int, threads: int | None) -> dict:
 
     from apexgen.t2i.evaluate import Candidate, kept_or_scored_row, scorer, student_candidate, teacher_candidate
     from apexgen.t2i.train import distill, preview_grid
+    from apexgen.train.run_folder import SUMMARY_FILE
 
     if threads:
         torch.set_num_threads(threads)
@@ -220,7 +221,7 @@ def run_job(job: Job, out: Path, samples: int, threads: int | None) -> dict:
         history = []
     else:
         run = out / "runs" / job.name
-        if not (run / "distill.json").is_file():
+        if not (run / SUMMARY_FILE).is_file():
             distill(config, teacher, run, resume=True)
         candidate = student_candidate(teacher, run, config)
         counts = update_counts(job, config)

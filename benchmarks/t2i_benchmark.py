@@ -7,7 +7,7 @@ held-out prompts with N generated images per row.
         --out runs/t2i_benchmark [--updates 1200] [--samples 5000] [--methods apex twinflow dmd2 regression]
         [--teacher-nfe 1 2 4 8 50] [--student-nfe 1 2]
 
-A method whose folder already holds distill.json is not trained again (rerun-safe); --resume continues an
+A method whose folder already holds run.json is not trained again (rerun-safe); --resume continues an
 interrupted distillation.
 """
 
@@ -26,6 +26,7 @@ from apexgen.t2i.config import T2IConfig
 from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
 from apexgen.t2i.report import write_report
 from apexgen.t2i.train import distill
+from apexgen.train.run_folder import SUMMARY_FILE
 
 
 def method_config(
@@ -58,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for method in args.methods:
-        if not (args.out / method / "distill.json").is_file():
+        if not (args.out / method / SUMMARY_FILE).is_file():
             config = method_config(method, args.updates, args.samples, args.overrides)
             distill(config, args.teacher, args.out / method, resume=args.resume)
     config = method_config("apex", args.updates, args.samples, args.overrides, args.teacher_nfe, args.student_nfe)

@@ -126,11 +126,11 @@ def test_nan_in_the_teachers_weights_is_blamed_on_the_weights_not_the_learning_r
 
 @pytest.fixture
 def student_runs(tmp_path):
-    """An export folder inside a finished-looking run, and an interrupted run (a checkpoint, no distill.json)."""
+    """An export folder inside a finished-looking run, and an interrupted run (a checkpoint, no run.json)."""
     finished = tmp_path / "finished"
     (finished / "export").mkdir(parents=True)
     (finished / "export" / "apexgen_sampling.json").write_text("{}")
-    (finished / "distill.json").write_text(json.dumps({"method": "apex"}))
+    (finished / "run.json").write_text(json.dumps({"method": "apex"}))
     (finished / "history.json").write_text("[]")
     interrupted = tmp_path / "interrupted"
     (interrupted / "checkpoints" / "step_0000002").mkdir(parents=True)
@@ -142,17 +142,24 @@ def test_eval_of_an_export_folder_or_an_unfinished_run_says_what_to_pass(tmp_pat
     command = ["eval", "--out", str(tmp_path / "eval"), "--students"]
     assert main([*command, str(finished / "export")]) == 3
     assert (
-        f"this is an export folder (apexgen_sampling.json, no distill.json); pass the run that holds it: "
+        f"this is an export folder (apexgen_sampling.json, no run.json); pass the run that holds it: "
         f"--students {finished}" in caplog.text
     )
     assert main([*command, str(interrupted)]) == 3
     assert (
-        "this run is unfinished (checkpoints up to step_0000002, no distill.json): finish it with "
+        "this run is unfinished (checkpoints up to step_0000002, no run.json): finish it with "
         f"`apexgen distill --out {interrupted} --resume`" in caplog.text
     )
-    (finished / "distill.json").write_text('{"method": "ap')
+    (finished / "run.json").rename(finished / "distill.json")  # a run written before run.json
     assert main([*command, str(finished)]) == 3
-    assert "distill.json is corrupt or truncated" in caplog.text
+    assert (
+        f"its summary is distill.json, the name before run.json; rename it: "
+        f"`mv {finished / 'distill.json'} {finished / 'run.json'}`" in caplog.text
+    )
+    (finished / "distill.json").unlink()
+    (finished / "run.json").write_text('{"method": "ap')
+    assert main([*command, str(finished)]) == 3
+    assert "run.json is corrupt or truncated" in caplog.text
     assert not (tmp_path / "eval").exists()
 
 

@@ -63,7 +63,7 @@ def test_finished_runs_are_refused_and_left_byte_identical(run, caplog):
     root, settings = run
     for out, command, summary in [
         (root / "teacher", ["train-teacher", "--out", str(root / "teacher")], "teacher.json"),
-        (root / "apex", ["distill", "--teacher", str(root / "teacher"), "--out", str(root / "apex")], "distill.json"),
+        (root / "apex", ["distill", "--teacher", str(root / "teacher"), "--out", str(root / "apex")], "run.json"),
     ]:
         before = fingerprint(out)
         caplog.clear()
@@ -107,13 +107,13 @@ def test_sigterm_mid_run_keeps_the_step_reached_and_resume_ends_as_the_uninterru
     )
     assert "Traceback" not in caplog.text + "".join(capsys.readouterr())
     assert sorted(path.name for path in (out / "checkpoints").iterdir()) == ["step_0000001"]
-    assert not (out / "distill.json").exists() and not (out / "export").exists()
+    assert not (out / "run.json").exists() and not (out / "export").exists()
     first = json.loads((out / "checkpoints" / "step_0000001" / "trainer.json").read_text())["train_seconds"]
     assert first > 0
 
     assert distill(root, out, settings, "--resume") == 0
     assert same_export(out, root / "apex")
-    summary = json.loads((out / "distill.json").read_text())
+    summary = json.loads((out / "run.json").read_text())
     assert summary["steps"] == 2 and summary["last_segment"]["steps"] == 1
     assert summary["train_seconds"] == pytest.approx(first + summary["last_segment"]["seconds"])
 
@@ -171,7 +171,7 @@ def test_two_students_of_one_method_keep_two_rows_named_by_their_folders(run, tm
 def test_students_whose_names_would_clash_are_refused(tmp_path, caplog):
     for parent in ("a", "b"):
         (tmp_path / parent / "run").mkdir(parents=True)
-        (tmp_path / parent / "run" / "distill.json").write_text(json.dumps({"method": "apex"}))
+        (tmp_path / parent / "run" / "run.json").write_text(json.dumps({"method": "apex"}))
         (tmp_path / parent / "run" / "history.json").write_text("[]")  # a finished run has its curves
     students = [str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
     command = ["eval", "--teacher", str(tmp_path / "teacher"), "--students", *students]
@@ -186,11 +186,11 @@ def test_the_demo_runs_again_in_its_own_folder(run, tmp_path, monkeypatch, caplo
     monkeypatch.setattr("apexgen.t2i.evaluate.scorer", LabelledScorer)
     command = ["demo", "--teacher", str(root / "teacher"), "--out", str(tmp_path / "demo"), *settings]
     assert main(command) == 0
-    first = json.loads((tmp_path / "demo" / "apex" / "distill.json").read_text())
+    first = json.loads((tmp_path / "demo" / "apex" / "run.json").read_text())
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert main(command) == 0
     assert "resumed from" in caplog.text and "step 2 of 2" in caplog.text
-    again = json.loads((tmp_path / "demo" / "apex" / "distill.json").read_text())
+    again = json.loads((tmp_path / "demo" / "apex" / "run.json").read_text())
     assert again["steps"] == 2 and again["train_seconds"] == pytest.approx(first["train_seconds"], abs=0.05)
     assert again["last_segment"]["steps"] == 0

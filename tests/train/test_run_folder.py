@@ -11,7 +11,7 @@ def finished_run(folder):
     (folder / "export").mkdir()
     (folder / "export" / "pytorch_lora_weights.safetensors").write_bytes(b"weights")
     (folder / "previews").mkdir()
-    (folder / "distill.json").write_text("{}")
+    (folder / "run.json").write_text("{}")
     (folder / "history.json").write_text("[]")
     return folder
 
@@ -26,9 +26,9 @@ def test_nothing_of_a_run_means_no_run(tmp_path):
 
 def test_a_run_is_named_and_refused_unless_resumed_or_overwritten(tmp_path):
     folder = finished_run(tmp_path)
-    assert existing_run(folder) == ["distill.json", "checkpoints/ up to step_0000006", "export/"]
+    assert existing_run(folder) == ["run.json", "checkpoints/ up to step_0000006", "export/"]
     with pytest.raises(
-        RunFolderError, match=r"already holds a run \(distill.json, .*export/\); pass --resume.*--overwrite"
+        RunFolderError, match=r"already holds a run \(run.json, .*export/\); pass --resume.*--overwrite"
     ):
         check_run_folder(folder, resume=False, overwrite=False)
     check_run_folder(folder, resume=True, overwrite=False)
@@ -42,3 +42,11 @@ def test_overwrite_removes_the_runs_files_and_keeps_the_rest(tmp_path):
     remove_previous_run(folder)
     assert sorted(path.name for path in folder.iterdir()) == ["cache", "notes.txt"]
     assert existing_run(folder) == []
+
+
+def test_a_run_whose_summary_has_the_old_name_is_still_protected(tmp_path):
+    (tmp_path / "distill.json").write_text("{}")  # what `distill` wrote before run.json
+    with pytest.raises(RunFolderError, match=r"already holds a run \(distill.json\)"):
+        check_run_folder(tmp_path, resume=False, overwrite=False)
+    remove_previous_run(tmp_path)
+    assert existing_run(tmp_path) == []

@@ -74,7 +74,8 @@ def train_command(args: argparse.Namespace) -> int:
         dry_run(config)
         return 0
     started = time.perf_counter()
-    from apexgen.run.train import SUMMARY_FILE, run_training
+    from apexgen.run.train import run_training
+    from apexgen.train.run_folder import SUMMARY_FILE
 
     result = run_training(config, resume=args.resume, overwrite=args.overwrite)
     if result.export is not None:

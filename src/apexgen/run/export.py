@@ -15,8 +15,9 @@ from apexgen.export import ExportResult, export_full, export_lora
 from apexgen.run.config import RunConfig
 from apexgen.run.networks import prepare_student
 from apexgen.run.pipeline import DTYPES, PipelineError
-from apexgen.run.train import CONFIG_FILE, EXPORT_FOLDER, RunError
+from apexgen.run.train import CONFIG_FILE, RunError
 from apexgen.train import checkpoint
+from apexgen.train.run_folder import EXPORT_FOLDER
 
 log = logging.getLogger(__name__)
 

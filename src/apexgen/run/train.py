@@ -12,7 +12,6 @@ is refused unless it is resumed or overwritten (``apexgen.train.run_folder``).""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,15 +36,14 @@ from apexgen.run.networks import check_lora_rank, prepare_student, upcast
 from apexgen.run.pipeline import load_pipeline, move_text_encoders
 from apexgen.run.preview import Previewer
 from apexgen.seeding import OBJECTIVE_INIT, seeded_global_rng
+from apexgen.train import job
 from apexgen.train.distributed import Distributed
-from apexgen.train.loop import Trainer, TrainResult
-from apexgen.train.run_folder import check_run_folder, remove_previous_run
+from apexgen.train.loop import Trainer
+from apexgen.train.run_folder import EXPORT_FOLDER, check_run_folder
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "run.json"
-EXPORT_FOLDER = "export"
 
 
 class RunError(RuntimeError):
@@ -165,49 +163,27 @@ def run_training(config: RunConfig, resume: bool = False, overwrite: bool = Fals
     preview = previewer(config, pipeline, adapter, cond, out, distributed)
     stream = DeviceStream(stream, distributed.device)
     trainer = Trainer(objective, stream, config.train, out, distributed, preview, config.method, "train.steps")
-    if resume:
-        trainer.resume()  # checks the checkpoint against the settings before anything is written
+    job.begin(trainer, resume, overwrite)
     if distributed.is_main:
-        if overwrite:
-            remove_previous_run(out)
         write_config(out, config, resume)
     result = trainer.run()
-    export = finish(config, trainer, result, adapter, out, preview)
-    distributed.barrier()
-    held = objective.held_parameters()
-    return RunResult(
-        out, result.steps, result.seconds, result.peak_memory_mb, result.trainable_parameters, held, export
-    )
-
-
-def finish(config: RunConfig, trainer: Trainer, result: TrainResult, adapter, out: Path, preview) -> Path | None:
-    """Export the student (its EMA weights, when kept) and a last preview, then the run's summary. Every
-    process takes part (a sharded student is gathered, a sharded forward needs them all); the main one
-    writes, and returns the export folder (None elsewhere)."""
-    with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
-        export = export_student(config, adapter, out / EXPORT_FOLDER, trainer.distributed)
-        if preview is not None:
-            preview(config.train.steps)
-    if export is None:
-        return None
-    summary = {
+    details = {
         "backbone": config.model.backbone,
         "model": config.model.path,
         "method": config.method,
         "form": "full" if config.model.full_finetune else "lora",
-        "steps": result.steps,
-        "held_parameters": trainer.objective.held_parameters(),
-        "trainable_parameters": result.trainable_parameters,
-        "train_seconds": result.seconds,
-        "last_segment": {"steps": result.segment_steps, "seconds": result.segment_seconds},
-        "peak_memory_mb": result.peak_memory_mb,
-        "memory_method": result.memory_method,
-        "ledger": trainer.ledger.summary(),
-        "export": str(export.directory),
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    log.info("exported the student to %s", export.directory)
-    return export.directory
+    exported = job.finish(
+        trainer, result, lambda: export_student(config, adapter, out / EXPORT_FOLDER, distributed), details
+    )
+    if exported is not None:
+        log.info("exported the student to %s", exported.directory)
+    distributed.barrier()
+    held = objective.held_parameters()
+    export = exported.directory if exported is not None else None
+    return RunResult(
+        out, result.steps, result.seconds, result.peak_memory_mb, result.trainable_parameters, held, export
+    )
 
 
 def export_student(config: RunConfig, adapter, directory: Path, distributed: Distributed) -> ExportResult | None:

@@ -34,10 +34,12 @@ from apexgen.eval.fid import (
 )
 from apexgen.t2i.config import T2IConfig
 from apexgen.t2i.generate import Sampler, generate
-from apexgen.t2i.models import SHIPPED_CLASSIFIER, load_student, load_teacher, shipped_asset
+from apexgen.t2i.models import SHIPPED_CLASSIFIER, TEACHER_INFO, load_student, load_teacher, shipped_asset
 from apexgen.t2i.prompts import EvaluationPrompts, evaluation_prompts
+from apexgen.t2i.run_folders import read_student_run
 from apexgen.t2i.train import preview_grid
 from apexgen.text import text_encoder
+from apexgen.train.run_folder import EXPORT_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class Candidate:
 
 
 def teacher_candidate(teacher_dir: Path, config: T2IConfig) -> Candidate:
-    info = json.loads((teacher_dir / "teacher.json").read_text()) if (teacher_dir / "teacher.json").is_file() else {}
+    info = json.loads((teacher_dir / TEACHER_INFO).read_text()) if (teacher_dir / TEACHER_INFO).is_file() else {}
     result = info.get("result", {})
     network = load_teacher(teacher_dir)
     return Candidate(
@@ -78,9 +80,9 @@ def teacher_candidate(teacher_dir: Path, config: T2IConfig) -> Candidate:
 
 
 def student_candidate(teacher_dir: Path, run_dir: Path, config: T2IConfig) -> Candidate:
-    """A student from the folder ``apexgen distill`` wrote (its distill.json and export/)."""
-    info = json.loads((run_dir / "distill.json").read_text())
-    network = load_student(teacher_dir, run_dir / "export")
+    """A student from the folder ``apexgen distill`` wrote (its run.json and export/)."""
+    info = read_student_run(run_dir)
+    network = load_student(teacher_dir, run_dir / EXPORT_FOLDER)
     return Candidate(
         info["method"],
         "student",

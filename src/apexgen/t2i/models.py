@@ -18,10 +18,11 @@ from apexgen.objectives import MethodsConfig
 from apexgen.seeding import seeded_global_rng
 from apexgen.students import Networks, prepare_networks
 from apexgen.t2i.config import DistillConfig, TeacherModelConfig
+from apexgen.train.run_folder import TEACHER_SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
-TEACHER_INFO = "teacher.json"
+TEACHER_INFO = TEACHER_SUMMARY_FILE  # the teacher's settings and training totals, beside its weights
 SHIPPED_TEACHER = "fashion_mnist_teacher"  # in the package's assets/
 SHIPPED_CLASSIFIER = "fashion_mnist_classifier"
 

@@ -1,4 +1,4 @@
-"""The run folders ``apexgen eval --students`` reads: a finished ``apexgen distill`` run (its distill.json,
+"""The run folders ``apexgen eval --students`` reads: a finished ``apexgen distill`` run (its run.json,
 history.json and export/). Anything else (an export folder, an interrupted run, a folder of another kind)
 is refused before any model is loaded, with what the folder is and what to pass instead; and the name of
 each student's rows."""
@@ -12,14 +12,14 @@ from apexgen.config import ConfigError
 from apexgen.export import SETTINGS_FILE
 from apexgen.t2i.models import ModelFileError
 from apexgen.train import checkpoint
+from apexgen.train.run_folder import LEGACY_SUMMARY_FILE, SUMMARY_FILE
 
-SUMMARY = "distill.json"
 HISTORY = "history.json"
 
 
 def read_student_run(run: Path) -> dict:
-    """The distill.json of the finished run ``run``; a ModelFileError saying what the folder is otherwise."""
-    summary, newest = run / SUMMARY, checkpoint.latest(run / "checkpoints")
+    """The run.json of the finished run ``run``; a ModelFileError saying what the folder is otherwise."""
+    summary, newest = run / SUMMARY_FILE, checkpoint.latest(run / "checkpoints")
     if not run.is_dir():
         raise ModelFileError(f"--students {run}: no such folder; pass the --out folder of `apexgen distill`")
     if not summary.is_file():
@@ -40,17 +40,25 @@ def read_student_run(run: Path) -> dict:
 
 
 def what_it_holds(run: Path, newest: Path | None) -> str:
-    """What a folder without distill.json is, and what to pass instead."""
+    """What a folder without run.json is, and what to pass instead."""
+    if (run / LEGACY_SUMMARY_FILE).is_file():
+        return (
+            f"its summary is {LEGACY_SUMMARY_FILE}, the name before {SUMMARY_FILE}; rename it: "
+            f"`mv {run / LEGACY_SUMMARY_FILE} {run / SUMMARY_FILE}`"
+        )
     if (run / SETTINGS_FILE).is_file():
         parent = run.parent
-        instead = f"--students {parent}" if (parent / SUMMARY).is_file() else "the --out folder of `apexgen distill`"
-        return f"this is an export folder ({SETTINGS_FILE}, no {SUMMARY}); pass the run that holds it: {instead}"
+        known = (parent / SUMMARY_FILE).is_file()
+        instead = f"--students {parent}" if known else "the --out folder of `apexgen distill`"
+        return f"this is an export folder ({SETTINGS_FILE}, no {SUMMARY_FILE}); pass the run that holds it: {instead}"
     if newest is not None:
         return (
-            f"this run is unfinished (checkpoints up to {newest.name}, no {SUMMARY}): finish it with "
+            f"this run is unfinished (checkpoints up to {newest.name}, no {SUMMARY_FILE}): finish it with "
             f"`apexgen distill --out {run} --resume` and the same settings, then evaluate it"
         )
-    return f"no {SUMMARY}: this is not a folder written by `apexgen distill`; pass the --out folder of a finished run"
+    return (
+        f"no {SUMMARY_FILE}: this is not a folder written by `apexgen distill`; pass the --out folder of a finished run"
+    )
 
 
 def student_labels(students: list[Path]) -> list[str]:

@@ -1,13 +1,12 @@
 """``apexgen train-teacher`` and ``apexgen distill``: the teacher by flow matching on Fashion-MNIST with
-train prompts, and a student distilled from it by any method, with previews, checkpoints and resume. A folder
-that holds a run is refused unless it is resumed or overwritten (``apexgen.train.run_folder``); the summary
-(teacher.json, distill.json) records the totals over every segment of a resumed run."""
+train prompts, and a student distilled from it by any method, with previews, checkpoints and resume
+(``apexgen.train.job``). A folder that holds a run is refused unless it is resumed or overwritten
+(``apexgen.train.run_folder``); the summary (teacher.json, run.json) records the totals over every segment
+of a resumed run."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,8 +22,9 @@ from apexgen.t2i.images import save_grid
 from apexgen.t2i.models import make_student, new_teacher, save_teacher
 from apexgen.t2i.prompts import EvaluationPrompts, evaluation_prompts
 from apexgen.text import text_encoder
+from apexgen.train import job
 from apexgen.train.loop import Trainer, TrainResult
-from apexgen.train.run_folder import check_run_folder, remove_previous_run
+from apexgen.train.run_folder import EXPORT_FOLDER, SUMMARY_FILE, check_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,6 @@ def preview_grid(model, sampler: str, nfe: int, prompts: EvaluationPrompts, conf
     return save_grid(images, seeds, path)
 
 
-def start(trainer: Trainer, out: Path, resume: bool, overwrite: bool) -> None:
-    """The run's folder made ready once its inputs are read: the newest checkpoint resumed, or the previous
-    run removed."""
-    if resume:
-        trainer.resume()
-    elif overwrite:
-        remove_previous_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite: bool = False) -> TrainResult:
     started = time.perf_counter()
     check_run_folder(out, resume, overwrite)
@@ -73,14 +63,14 @@ def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite:
     trainer = Trainer(objective, stream, config.teacher, out_dir=out, description="teacher", steps_key="teacher.steps")
 
     def preview(step: int) -> None:
-        with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
+        with job.ema_weights(trainer):
             path = preview_grid(
                 teacher, "teacher", PREVIEW_TEACHER_STEPS, prompts, config, out / "previews" / f"step_{step:06d}.png"
             )
         log.info("preview: %s", path)
 
     trainer.preview = preview
-    start(trainer, out, resume, overwrite)
+    job.begin(trainer, resume, overwrite)
     log.info(
         "teacher: %d parameters, %d steps of batch %d",
         sum(p.numel() for p in teacher.parameters()),
@@ -88,7 +78,7 @@ def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite:
         config.teacher.batch_size,
     )
     result = trainer.run()
-    with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
+    with job.ema_weights(trainer):
         save_teacher(
             teacher,
             out,
@@ -112,7 +102,8 @@ def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite:
 def distill(
     config: T2IConfig, teacher_dir: Path, out: Path, resume: bool = False, overwrite: bool = False
 ) -> TrainResult:
-    """Distil ``config.distill.method`` from the teacher in ``teacher_dir``; the export lands in out/export."""
+    """Distil ``config.distill.method`` from the teacher in ``teacher_dir``; the export lands in out/export
+    and the summary in out/run.json."""
     started = time.perf_counter()
     check_run_folder(out, resume, overwrite)
     settings = config.distill
@@ -130,7 +121,7 @@ def distill(
         log.info("preview (one step): %s", path)
 
     trainer.preview = preview
-    start(trainer, out, resume, overwrite)
+    job.begin(trainer, resume, overwrite)
     trainable = sum(p.numel() for p in networks.student.parameters() if p.requires_grad)
     log.info(
         "%s: %s, %d trainable parameters, %d steps of batch %d",
@@ -142,29 +133,16 @@ def distill(
     )
     result = trainer.run()
     networks.student.eval()
-    with trainer.ema.applied() if trainer.ema else contextlib.nullcontext():
-        export = (export_full if settings.full_finetune else export_lora)(networks.student, out / "export")
-        preview(settings.train.steps)
-    summary = {
-        "method": settings.method,
-        "teacher": str(teacher_dir),
-        "train_seconds": result.seconds,
-        "peak_memory_mb": result.peak_memory_mb,
-        "trainable_parameters": result.trainable_parameters,
-        "held_parameters": objective.held_parameters(),
-        "steps": result.steps,
-        "last_segment": {"steps": result.segment_steps, "seconds": result.segment_seconds},
-        "export": str(export.directory),
-        "config": to_dict(config),
-    }
-    (out / "distill.json").write_text(json.dumps(summary, indent=1))
+    export = export_full if settings.full_finetune else export_lora
+    details = {"method": settings.method, "teacher": str(teacher_dir), "config": to_dict(config)}
+    exported = job.finish(trainer, result, lambda: export(networks.student, out / EXPORT_FOLDER), details)
     log.info(
         "done in %.0f s: %s student in %s (export in %s, summary %s, previews in %s)",
         time.perf_counter() - started,
         settings.method,
         out,
-        export.directory,
-        out / "distill.json",
+        exported.directory,
+        out / SUMMARY_FILE,
         out / "previews",
     )
     return result

@@ -13,11 +13,15 @@ from apexgen.train import checkpoint
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILES = ("distill.json", "teacher.json", "run.json")  # written at the end of distill, teacher, train
+SUMMARY_FILE = "run.json"  # the summary a finished student run writes (``apexgen.train.job.finish``)
+TEACHER_SUMMARY_FILE = "teacher.json"  # beside the teacher's weights, at the end of ``train-teacher``
+LEGACY_SUMMARY_FILE = "distill.json"  # what ``distill`` wrote before run.json: such folders stay protected
+SUMMARY_FILES = (SUMMARY_FILE, TEACHER_SUMMARY_FILE, LEGACY_SUMMARY_FILE)
 CHECKPOINT_FOLDER = "checkpoints"
+EXPORT_FOLDER = "export"  # the student for the stock pipeline (or the pixel-space job's loader)
 # What a run writes besides its summary and checkpoints: removed by --overwrite (and nothing else is).
 RUN_OUTPUTS = (
-    "export",
+    EXPORT_FOLDER,
     "transformer",  # the teacher's weights
     "previews",
     "tensorboard",
@@ -27,7 +31,7 @@ RUN_OUTPUTS = (
     "config.yaml",
 )
 # Besides the summaries and checkpoints, what shows that a run was written here.
-RUN_WEIGHTS = ("export", "transformer")
+RUN_WEIGHTS = (EXPORT_FOLDER, "transformer")
 
 
 class RunFolderError(RuntimeError):
