@@ -20,8 +20,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from apexgen.config import load, parse_overrides
+from apexgen.config import load
 from apexgen.objectives import STUDENT_METHODS
+from apexgen.overrides import parse_overrides
 from apexgen.t2i.config import T2IConfig
 from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
 from apexgen.t2i.report import write_report

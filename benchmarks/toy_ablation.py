@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from apexgen.config import build, fill, to_dict
-from apexgen.toy.benchmark import ToyConfig, Variant, run_toy_benchmark
+from apexgen.toy.benchmark import Variant, run_toy_benchmark
+from apexgen.toy.config import ToyConfig
 from apexgen.toy.report import summarise
 
 # Each variant changes the default APEX settings (``ToyConfig().methods.apex``) by these keys.

@@ -11,11 +11,12 @@ import pytest
 
 import apexgen.t2i.train
 from apexgen.cli import build_parser, main
-from apexgen.config import load, load_yaml, parse_overrides
+from apexgen.config import load, load_yaml
 from apexgen.known_warnings import DropMessages, silence_known_warnings
+from apexgen.overrides import parse_overrides
 from apexgen.run.config import RunConfig
 from apexgen.t2i.config import DEMO, T2IConfig
-from apexgen.toy.benchmark import ToyConfig
+from apexgen.toy.config import ToyConfig
 
 RECIPES = Path(__file__).parents[1] / "configs"
 

@@ -3,9 +3,10 @@ import sys
 
 import pytest
 
-from apexgen.config import ConfigError, build, load, load_yaml, parse_overrides, to_dict
+from apexgen.config import ConfigError, build, load, load_yaml, to_dict
 from apexgen.objectives.apex import APEXConfig
-from apexgen.toy.benchmark import ToyConfig
+from apexgen.overrides import parse_overrides
+from apexgen.toy.config import ToyConfig
 
 
 def toy(*overrides: str) -> ToyConfig:
@@ -76,11 +77,6 @@ def test_dataclass_validation_applies_to_programmatic_construction_too():
         build(APEXConfig, {"generator_form": "mix"})
 
 
-def test_override_syntax_error():
-    with pytest.raises(ConfigError, match="key=value"):
-        parse_overrides(["student.steps"])
-
-
 def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "apexgen.cli", "toy", "--out", str(tmp_path / "out"), "methods.apex.slices.fake=0.9"],
@@ -90,27 +86,6 @@ def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "methods.apex.slices" in result.stderr and "must sum to 1" in result.stderr
     assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        ["student=3", "student.steps=4"],
-        ["student.steps=4", "student=3"],
-        ["methods={apex: 1}", "methods.apex.loss=mse"],
-    ],
-)
-def test_an_override_that_is_both_a_value_and_a_section_is_refused_naming_both(overrides):
-    with pytest.raises(ConfigError) as error:
-        parse_overrides(overrides)
-    assert error.value.key in ("student", "methods.apex")
-    assert f"the overrides {overrides[0]} and {overrides[1]} conflict" in str(error.value)
-    assert "keep one of the two" in str(error.value)
-
-
-def test_overrides_of_one_section_merge_in_either_order():
-    assert parse_overrides(["student.steps=4", "student={batch_size: 8}"]) == {"student": {"steps": 4, "batch_size": 8}}
-    assert parse_overrides(["student.steps=4", "student.steps=5"]) == {"student": {"steps": 5}}  # the last wins
 
 
 def test_a_config_file_that_is_not_utf8_names_the_byte_and_the_fix(tmp_path):

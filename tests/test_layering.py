@@ -1,5 +1,5 @@
-"""The package's dependencies run one way (issue 12): the objectives know nothing of the training loop,
-and the metrics nothing of a data set."""
+"""The package's shape (issue 12): dependencies run one way (the objectives know nothing of the training
+loop, the metrics nothing of a data set), and no module is longer than a reader takes in at once."""
 
 import ast
 from pathlib import Path
@@ -9,6 +9,7 @@ import pytest
 import apexgen.config
 
 PACKAGE = Path(apexgen.config.__file__).parent
+MAX_MODULE_LINES = 300
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -37,3 +38,8 @@ def test_the_layering_check_sees_a_function_level_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from apexgen.train.loop import Trainer\n")
     assert "apexgen.train.loop" in imported_modules(module)
+
+
+def test_no_module_is_longer_than_300_lines():
+    lengths = {str(path.relative_to(PACKAGE)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
+    assert lengths and not {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES}

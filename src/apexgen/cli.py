@@ -14,6 +14,7 @@ from pathlib import Path
 from apexgen.config import ConfigError
 from apexgen.run.bench_commands import add_bench_command
 from apexgen.run.commands import BAD_INPUT, BAD_SETTING, add_run_commands, add_run_folder_arguments, at_least_one
+from apexgen.toy.commands import toy_command
 from apexgen.train.interrupt import TrainingInterrupted
 
 log = logging.getLogger("apexgen")
@@ -64,54 +65,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the resolved configuration and stop")
 
 
-def toy_command(args: argparse.Namespace) -> int:
-    import yaml
-
-    from apexgen.config import load, load_yaml, parse_overrides, to_dict
-    from apexgen.toy.benchmark import QUICK, ToyConfig, run_toy_benchmark
-    from apexgen.toy.report import format_table, plot_grids, summarise, write_json
-
-    layers = [QUICK] if args.quick else []
-    if args.config:
-        layers.append(load_yaml(args.config))
-    layers.append(parse_overrides(args.overrides))
-    config = load(ToyConfig, *layers)
-    if args.dry_run:
-        print(yaml.safe_dump(to_dict(config), sort_keys=False))
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    log.info(
-        "toy benchmark: datasets %s, seeds %s, methods %s, %d worker(s); writing to %s",
-        list(config.datasets),
-        list(config.seeds),
-        list(config.students),
-        config.workers,
-        args.out,
-    )
-    started = time.perf_counter()
-    results = run_toy_benchmark(config, teacher_cache=args.out / "teachers")
-    wall = time.perf_counter() - started
-    rows = [row for result in results for row in result.rows]
-    summary = summarise(rows)
-    floors: dict[str, list[float]] = {}
-    for result in results:
-        floors.setdefault(result.dataset, []).append(result.metric_floor)
-    print(format_table(summary, floors))
-    write_json(
-        args.out / "toy_results.json",
-        rows,
-        summary,
-        {"metric_floor": floors, "wall_seconds": wall, "config": to_dict(config)},
-    )
-    first_seed = config.seeds[0]
-    grids = plot_grids(args.out, {r.dataset: r.samples for r in results if r.seed == first_seed}, first_seed)
-    log.info("done in %.0f s: %s, %s", wall, args.out / "toy_results.json", ", ".join(map(str, grids)))
-    return 0
-
-
 def t2i_config(args: argparse.Namespace, *presets: dict):
     """The text-to-image settings: defaults < presets < --config file < KEY=VALUE overrides."""
-    from apexgen.config import load, load_yaml, parse_overrides
+    from apexgen.config import load, load_yaml
+    from apexgen.overrides import parse_overrides
     from apexgen.t2i.config import T2IConfig
 
     layers = list(presets)
@@ -282,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted by Ctrl-C")
         return INTERRUPTED
-    except FloatingPointError as error:  # a loss that became NaN (apexgen.train.loop.NonFiniteLoss)
+    except FloatingPointError as error:  # a loss that became NaN (apexgen.train.finite.NonFiniteLoss)
         log.error("%s", error)
         return BAD_INPUT if getattr(error, "at_first_step", False) else BAD_SETTING
     except Exception as error:

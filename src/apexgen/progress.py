@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
+from apexgen.batch import DataStream
+
 PROGRESS_VARIABLE = "APEXGEN_PROGRESS"  # "0": no progress bars
 
 
@@ -31,3 +33,21 @@ def progress_bar(
         leave=False,
         dynamic_ncols=True,
     )
+
+
+class CountedStream(DataStream):
+    """A data stream whose every batch drawn moves a progress bar by its rows."""
+
+    def __init__(self, stream: DataStream, bar):
+        self.stream, self.bar = stream, bar
+
+    def __next__(self):
+        batch = next(self.stream)
+        self.bar.update(batch.size)
+        return batch
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state)

@@ -9,14 +9,8 @@ from PIL import Image
 
 from apexgen.config import ConfigError, build
 from apexgen.data.config import DataConfig
-from apexgen.data.image_text import (
-    DataError,
-    ImageFolderReader,
-    ParquetReader,
-    PromptReader,
-    load_image,
-    open_reader,
-)
+from apexgen.data.image_text import DataError, ImageFolderReader, PromptReader, load_image
+from apexgen.data.parquet import ParquetReader
 from tests.data.files import CAPTIONS, image_bytes, image_folder, parquet_file
 
 RESOLUTION = 16
@@ -102,47 +96,6 @@ def test_the_caption_key_is_configurable(tmp_path):
     assert [r.text for r in ImageFolderReader(folder, RESOLUTION, text_column="caption")] == ["a jpeg"]
 
 
-@pytest.mark.parametrize("struct", [True, False])
-def test_parquet_images_as_hugging_face_structs_or_raw_bytes(tmp_path, struct):
-    reader = ParquetReader(parquet_file(tmp_path / "train.parquet", struct=struct), RESOLUTION)
-    records = list(reader)
-    assert [record.text for record in records] == CAPTIONS
-    folder = ImageFolderReader(image_folder(tmp_path / "set"), RESOLUTION)
-    for record, same in zip(records, folder, strict=True):
-        assert torch.equal(record.image, same.image)  # the same PNG bytes decode to the same tensor
-
-
-def test_a_parquet_folder_reads_every_file_in_order_with_custom_columns(tmp_path):
-    columns = ("jpg", "caption")
-    parquet_file(tmp_path / "data" / "train-00000-of-00002.parquet", CAPTIONS[:2], columns=columns)
-    parquet_file(tmp_path / "data" / "train-00001-of-00002.parquet", CAPTIONS[2:], columns=columns)
-    reader = ParquetReader(tmp_path / "data", RESOLUTION, image_column="jpg", text_column="caption")
-    assert len(reader) == len(CAPTIONS)
-    assert [(r.index, r.text) for r in reader] == list(enumerate(CAPTIONS))
-
-
-def test_parquet_problems_fail_naming_the_file_and_what_it_has(tmp_path):
-    path = parquet_file(tmp_path / "train.parquet")
-    with pytest.raises(DataError, match="train.parquet has no column 'caption'; its columns: image, text"):
-        ParquetReader(path, RESOLUTION, text_column="caption")
-    with pytest.raises(DataError, match="column 'text' holds string; expected image bytes"):
-        ParquetReader(path, RESOLUTION, image_column="text")
-    with pytest.raises(DataError, match="neither a .parquet file nor a folder"):
-        ParquetReader(tmp_path / "empty", RESOLUTION)
-
-
-def test_parquet_rows_with_broken_or_missing_images_are_skipped(tmp_path, caplog):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    images = [{"bytes": image_bytes(0), "path": None}, {"bytes": b"not an image", "path": None}, None]
-    path = tmp_path / "x.parquet"
-    pq.write_table(pa.table({"image": images, "text": ["a", "b", "c"]}), path)
-    with caplog.at_level(logging.WARNING):
-        assert [r.text for r in ParquetReader(path, RESOLUTION)] == ["a"]
-    assert "skipped 2 of 3 images" in caplog.text and "x.parquet, row 1" in caplog.text
-
-
 def test_prompt_files_txt_and_jsonl(tmp_path):
     (tmp_path / "p.txt").write_text("a red cat\n\n  a blue dog  \n")
     (tmp_path / "p.jsonl").write_text('{"text": "a red cat"}\n{"text": "a blue dog", "id": 2}\n')
@@ -155,15 +108,6 @@ def test_prompt_files_txt_and_jsonl(tmp_path):
         PromptReader(tmp_path / "bad.jsonl")
     with pytest.raises(DataError, match="must be .txt"):
         PromptReader(tmp_path / "p.csv")
-
-
-def test_open_reader_follows_the_config(tmp_path):
-    folder = image_folder(tmp_path / "set")
-    assert isinstance(open_reader(build(DataConfig, {"path": str(folder), "resolution": 8})), ImageFolderReader)
-    (tmp_path / "p.txt").write_text("x\n")
-    assert isinstance(
-        open_reader(build(DataConfig, {"kind": "prompts", "path": str(tmp_path / "p.txt")})), PromptReader
-    )
 
 
 @pytest.mark.parametrize(
@@ -198,15 +142,6 @@ def test_captions_and_prompts_that_are_not_utf8_name_the_file_line_and_fix(tmp_p
         (tmp_path / name).write_bytes(b"a red cat\n" + LATIN1_CAPTION + b"\n")
         with pytest.raises(DataError, match=rf"{name} is not UTF-8 text \(byte 0xe9 at offset 16, line 2\)"):
             PromptReader(tmp_path / name)
-
-
-def test_a_file_that_is_not_parquet_is_named_with_the_fix(tmp_path):
-    garbage = tmp_path / "train.parquet"
-    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(
-        DataError, match="train.parquet is not a readable parquet file .*replace it with an intact copy"
-    ):
-        ParquetReader(garbage, RESOLUTION)
 
 
 def test_other_column_or_key_names_point_to_the_column_settings(tmp_path):

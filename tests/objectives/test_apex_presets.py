@@ -4,10 +4,11 @@ own guidance, and bad values are refused before any work with the key and what i
 import pytest
 
 from apexgen.cli import main
-from apexgen.config import ConfigError, build, load, parse_overrides
+from apexgen.config import ConfigError, build, load
 from apexgen.objectives import MethodsConfig, endpoint_pool_size
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.twinflow import TwinFlowConfig
+from apexgen.overrides import parse_overrides
 from apexgen.t2i.config import GUIDANCE, T2IConfig
 
 

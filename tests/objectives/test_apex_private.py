@@ -13,7 +13,8 @@ from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.objectives.base import partition
 from apexgen.t2i.config import DistillConfig
 from apexgen.t2i.models import make_student, shipped_teacher
-from apexgen.train.loop import TrainConfig, Trainer, only_group_trainable
+from apexgen.train.loop import TrainConfig, Trainer
+from apexgen.train.optimizers import only_group_trainable
 from tests.conftest import tiny_mlp, toy_batch
 
 PRIVATE = APEXConfig(fake_network="private", fake_updates=2, slices=APEXSlices(generator=1.0, fake=0.0))

@@ -13,7 +13,7 @@ from apexgen.objectives import MethodsConfig, build_objective
 from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.objectives.dmd2 import DMD2Config
 from apexgen.objectives.regression import RegressionConfig
-from apexgen.train.loop import only_group_trainable
+from apexgen.train.optimizers import only_group_trainable
 from tests.conftest import tiny_mlp, toy_batch
 from tests.methods import default_methods
 

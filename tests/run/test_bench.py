@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from apexgen.cli import main
-from apexgen.run.bench import BenchSettings, run_bench
+from apexgen.run.bench import run_bench
+from apexgen.run.bench_settings import BenchSettings
 
 FULL = ["flow_matching", "apex", "apex_paper", "apex_released", "twinflow", "dmd2", "consistency"]
 

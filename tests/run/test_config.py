@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from apexgen.cli import main
-from apexgen.config import ConfigError, load, load_yaml, parse_overrides
+from apexgen.config import ConfigError, load, load_yaml
+from apexgen.overrides import parse_overrides
 from apexgen.run.config import RunConfig
 
 RECIPES = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))

@@ -6,8 +6,9 @@ import math
 import pytest
 
 from apexgen.backbones.registry import adapter_class
-from apexgen.config import load, parse_overrides
+from apexgen.config import load
 from apexgen.objectives import MethodsConfig, build_objective
+from apexgen.overrides import parse_overrides
 from apexgen.run.config import RunConfig
 from apexgen.run.estimate import FP32, TRAINABLE, estimate, every_method, format_estimate, meta_transformer
 from apexgen.run.networks import prepare_student

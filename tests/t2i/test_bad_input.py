@@ -11,8 +11,9 @@ import torch
 
 from apexgen.backbones.lora import LoRAConfig, add_lora
 from apexgen.cli import main
-from apexgen.config import ConfigError, load, parse_overrides
+from apexgen.config import ConfigError, load
 from apexgen.export import export_lora
+from apexgen.overrides import parse_overrides
 from apexgen.t2i.config import T2IConfig, TeacherModelConfig
 from apexgen.t2i.models import ModelFileError, load_student, load_teacher, new_teacher, save_teacher
 from tests.t2i.test_end_to_end import tiny

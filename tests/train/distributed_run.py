@@ -13,7 +13,8 @@ from apexgen.data.toy import Ring, ToyStream
 from apexgen.objectives import MethodsConfig, build_objective
 from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.train.distributed import Distributed
-from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer
+from apexgen.train.loop import Trainer
+from apexgen.train.settings import OptimizerConfig, TrainConfig
 
 
 def main(out: Path, global_batch: int, steps: int, stop_at: int) -> None:

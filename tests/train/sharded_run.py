@@ -18,7 +18,8 @@ from apexgen.objectives.dmd2 import DMD2Config
 from apexgen.objectives.regression import RegressionConfig
 from apexgen.students import prepare_networks
 from apexgen.train.distributed import Distributed
-from apexgen.train.loop import OptimizerConfig, TrainConfig, Trainer
+from apexgen.train.loop import Trainer
+from apexgen.train.settings import OptimizerConfig, TrainConfig
 from tests.backbones.tiny import RandomLatents, tiny_backbone
 from tests.methods import default_methods
 

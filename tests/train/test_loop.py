@@ -14,7 +14,9 @@ from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.objectives.regression import RegressionConfig
 from apexgen.train import checkpoint
 from apexgen.train.checkpoint import CheckpointError
-from apexgen.train.loop import NonFiniteLoss, OptimizerConfig, TrainConfig, Trainer, check_finite, learning_rate
+from apexgen.train.finite import NonFiniteLoss, check_finite
+from apexgen.train.loop import Trainer
+from apexgen.train.settings import OptimizerConfig, TrainConfig, learning_rate
 from tests.conftest import tiny_mlp
 
 CONFIG = TrainConfig(steps=6, batch_size=16, log_every=1, checkpoint_every=3, keep_checkpoints=5, progress=False)

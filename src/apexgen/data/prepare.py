@@ -14,7 +14,8 @@ from pathlib import Path
 from apexgen.data.cache import cache_folder, encoder_identity, open_cache, write_cache
 from apexgen.data.config import DataConfig
 from apexgen.data.encoding import EncodedDataset, PipelineEncoder, encode_dataset, encode_samples
-from apexgen.data.image_text import Reader, open_reader
+from apexgen.data.image_text import Reader
+from apexgen.data.readers import open_reader
 from apexgen.data.stream import EncodedStream
 
 log = logging.getLogger(__name__)

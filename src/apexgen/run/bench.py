@@ -25,24 +25,21 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from apexgen.backbones.diffusers_backbone import DiffusersBackbone
-from apexgen.backbones.lora import LoRAConfig
 from apexgen.backbones.registry import adapter_class
 from apexgen.config import ConfigError
 from apexgen.memory import PeakMemory, current_bytes
-from apexgen.objectives import MethodsConfig, build_objective, require_batch_fits
-from apexgen.objectives.apex import APEXConfig
+from apexgen.objectives import build_objective, require_batch_fits
 from apexgen.objectives.base import Objective
 from apexgen.run.bench_batches import RandomBatches
-from apexgen.run.bench_memory import MemoryBreakdown, breakdown, held_modules, tensor_bytes
+from apexgen.run.bench_memory import breakdown, held_modules, tensor_bytes
 from apexgen.run.bench_models import BenchModel, bench_model
 from apexgen.run.bench_report import write_report
+from apexgen.run.bench_settings import BenchRow, BenchSettings, Variant, chosen_variants, require_steady_steps
 from apexgen.run.config import ModelConfig, RunConfig
 from apexgen.run.estimate import estimate
 from apexgen.run.networks import upcast
@@ -54,96 +51,11 @@ from apexgen.train.loop import TrainConfig, Trainer
 log = logging.getLogger(__name__)
 
 MIB = 2**20
-METHODS = ("flow_matching", "apex", "twinflow", "dmd2", "consistency")
-APEX_PRESETS = ("paper", "released")  # benched next to the default (``ours``) as apex_<preset>
-# APEX's regression anchor draws a pool of teacher endpoints before training: a few pairs of 2 Euler steps
-# here (its memory is the pool's latents, negligible; its time is not a training step).
-BENCH_POOL = {"regression_pairs": 8, "regression_steps": 2}
-# APEX's shared fake warm-up trains the fake branch alone for its first steps with a second AdamW state on
-# the same weights: one warm-up step here, so the state is held and the steps after it are regular steps.
-BENCH_FAKE_WARMUP = 1
-Processes = Literal["fresh", "shared"]
 # glibc's malloc keeps freed blocks in its heap once it has raised its mmap threshold (it does so on the first
 # large free), so a CPU process's resident set would count memory already freed: a fixed threshold gives every
 # block above it back to the system when freed, and the resident set then tracks the live tensors (on the
 # 100M model the breakdown predicted APEX's peak within 0.87× with the default, 1.00× with this).
 MEASURED_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    backbone: str
-    size: str = "tiny"
-    lora: bool = False
-    rank: int | None = None  # None: 4 for tiny models, 64 (the released recipe) otherwise
-    steps: int = 5
-    batch: int = 4
-    resolution: int | None = None  # image side in pixels; None: the size's default
-    device: str = "cpu"
-    seed: int = 0
-    autocast: str | None = None  # "bf16" (frozen weights bf16, bf16 autocast) or "fp32"; None: bf16 on a GPU
-    processes: Processes = "fresh"
-    methods: tuple[str, ...] = ()  # variant names to run (``variant_names``); () = all of them
-
-    @property
-    def precision(self) -> str:
-        return self.autocast or ("bf16" if self.device.startswith("cuda") else "fp32")
-
-    @property
-    def lora_config(self) -> LoRAConfig:
-        rank = self.rank or (4 if self.size == "tiny" else 64)
-        return LoRAConfig(rank=rank, alpha=float(rank))
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    method: str
-    form: str  # "full", "lora" or "lora + full fake"
-    preset: str = ""  # APEX only: the preset ("" = the default, ours)
-
-    def methods(self) -> MethodsConfig:
-        """The method's default settings (APEX: its preset) with the bench's short pool and warm-up."""
-        apex = APEXConfig.from_preset(self.preset or "ours")
-        short = BENCH_POOL | {"fake_warmup": min(apex.fake_warmup, BENCH_FAKE_WARMUP)}
-        return dataclasses.replace(MethodsConfig(), apex=dataclasses.replace(apex, **short))
-
-
-@dataclass
-class BenchRow:
-    name: str
-    method: str
-    form: str
-    updates_per_step: int
-    seconds_per_step: float
-    weights_mib: float
-    training_peak_mib: float
-    trainable_parameters: int
-    held_parameters: int
-    memory_method: str
-    breakdown: MemoryBreakdown | None = None  # None when measured in a shared process
-    dry_run_mib: float | None = None  # ``apexgen train --dry-run``'s estimate above the loaded model (no activations)
-
-
-def variants(lora: bool) -> list[Variant]:
-    form = "lora" if lora else "full"
-    rows = [Variant(method, method, form) for method in METHODS]
-    apex = [Variant(f"apex_{preset}", "apex", form, preset) for preset in APEX_PRESETS]
-    rows[2:2] = apex
-    if lora:
-        rows.insert(6, Variant("dmd2_full_fake", "dmd2", "lora + full fake"))
-    return rows
-
-
-def chosen_variants(settings: BenchSettings) -> list[Variant]:
-    every = variants(settings.lora)
-    names = [v.name for v in every]
-    unknown = [name for name in settings.methods if name not in names]
-    if unknown:
-        raise ConfigError(
-            "", f"--methods: unknown bench method(s) {', '.join(unknown)}; choose from {', '.join(names)}"
-        )
-    return [v for v in every if not settings.methods or v.name in settings.methods]
 
 
 def loaded_model(settings: BenchSettings, model: BenchModel) -> DiffusersBackbone:
@@ -248,18 +160,6 @@ def fresh_process_row(variant: Variant, settings: BenchSettings, model: BenchMod
     torch.set_num_threads(threads)
     warm_up(settings)
     return run_variant(variant, settings, model, out)
-
-
-def require_steady_steps(variant: Variant, steps: int) -> None:
-    """Two regular steps after APEX's fake warm-up: only from the second on are the student's optimiser
-    states held through its backward pass, as in a long run (the peak of a shorter run is too low)."""
-    warm_up = variant.methods().apex.fake_warmup if variant.method == "apex" else 0
-    if steps < warm_up + 2:
-        raise ConfigError(
-            "",
-            f"--steps {steps}: {variant.name} trains its fake branch alone for its first {warm_up} step(s) and "
-            f"needs {warm_up + 2} or more to measure its regular steps; pass --steps {warm_up + 2} or more",
-        )
 
 
 def run_bench(settings: BenchSettings, out: Path) -> list[BenchRow]:

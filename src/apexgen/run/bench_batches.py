@@ -10,9 +10,9 @@ import torch
 from apexgen.backbones.registry import adapter_class
 from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
+from apexgen.run.bench_settings import BenchSettings
 
 if TYPE_CHECKING:
-    from apexgen.run.bench import BenchSettings
     from apexgen.run.bench_models import BenchModel
 
 

@@ -18,8 +18,9 @@ def bench_command(args: argparse.Namespace) -> int:
     check_bench_arguments(args)
     if args.inference:
         return inference_bench_command(args)
-    from apexgen.run.bench import BenchSettings, run_bench
+    from apexgen.run.bench import run_bench
     from apexgen.run.bench_report import format_table
+    from apexgen.run.bench_settings import BenchSettings
 
     settings = BenchSettings(
         args.backbone,

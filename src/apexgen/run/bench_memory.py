@@ -28,7 +28,7 @@ from torch import nn
 
 from apexgen.batch import Batch
 from apexgen.objectives.base import Objective
-from apexgen.train.loop import only_group_trainable
+from apexgen.train.optimizers import only_group_trainable
 from apexgen.train.sharding import blocks
 
 MIB = 2**20

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from apexgen.markdown import markdown_table
+from apexgen.run.bench_settings import BenchRow, BenchSettings
 
-if TYPE_CHECKING:  # run.bench imports this module to write its report
-    from apexgen.run.bench import BenchRow, BenchSettings
+if TYPE_CHECKING:
     from apexgen.run.bench_models import BenchModel
 
 

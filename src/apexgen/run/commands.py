@@ -35,7 +35,8 @@ def at_least_one(text: str) -> int:
 
 def run_config(args: argparse.Namespace):
     """Defaults < --config file < KEY=VALUE overrides."""
-    from apexgen.config import load, load_yaml, parse_overrides
+    from apexgen.config import load, load_yaml
+    from apexgen.overrides import parse_overrides
     from apexgen.run.config import RunConfig
 
     layers = [load_yaml(args.config)] if args.config else []

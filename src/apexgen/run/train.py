@@ -25,8 +25,8 @@ from apexgen.batch import Batch, DataStream
 from apexgen.condition import TextCondition
 from apexgen.config import to_dict
 from apexgen.data.encoding import PipelineEncoder
-from apexgen.data.image_text import open_reader
 from apexgen.data.prepare import data_stream, prepare_dataset
+from apexgen.data.readers import open_reader
 from apexgen.data.stream import stack_texts
 from apexgen.export import ExportResult, export_full, export_lora, sampling_settings
 from apexgen.objectives import build_objective

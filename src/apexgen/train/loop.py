@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from apexgen import seeding
@@ -25,12 +23,14 @@ from apexgen.batch import DataStream
 from apexgen.ledger import TimeLedger
 from apexgen.memory import MIB, current_bytes
 from apexgen.objectives.base import Objective
-from apexgen.progress import progress_bar, progress_shown
+from apexgen.progress import CountedStream, progress_bar, progress_shown
 from apexgen.train import checkpoint
 from apexgen.train.distributed import Distributed
 from apexgen.train.ema import ParameterEMA
+from apexgen.train.finite import check_finite
 from apexgen.train.interrupt import TrainingInterrupted, stop_requests
-from apexgen.train.settings import OptimizerConfig, TrainConfig, learning_rate
+from apexgen.train.optimizers import build_optimizers, only_group_trainable
+from apexgen.train.settings import TrainConfig, learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -47,30 +47,6 @@ class TrainResult:
     history: list[dict[str, float]]
     segment_steps: int = 0  # of this segment (the steps after the checkpoint it resumed from)
     segment_seconds: float = 0.0
-
-
-@contextmanager
-def only_group_trainable(groups: dict[str, list[nn.Parameter]], active: str):
-    """Freeze the parameters of every other group while ``active``'s loss is built, so gradients
-    neither reach nor are stored for networks that this update does not change."""
-    active_ids = {id(p) for p in groups[active]}
-    frozen = [p for name, params in groups.items() if name != active for p in params if id(p) not in active_ids]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-
-
-def build_optimizers(
-    groups: dict[str, list[nn.Parameter]], config: OptimizerConfig
-) -> dict[str, torch.optim.Optimizer]:
-    return {
-        name: torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        for name, params in groups.items()
-    }
 
 
 class Trainer:
@@ -302,47 +278,6 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "history.json").write_text(json.dumps(self.history))
             self.ledger.write(self.out_dir)
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The loss became NaN or infinite; ``at_first_step``: at the first step of the run (or of its resumed
-    segment), where no update of this run has acted yet, so the inputs are to blame rather than the settings."""
-
-    def __init__(self, message: str, at_first_step: bool):
-        super().__init__(message)
-        self.at_first_step = at_first_step
-
-
-def check_finite(loss: torch.Tensor, group: str, step: int, description: str, first: bool = False) -> None:
-    if math.isfinite(loss.item()):
-        return
-    where = f"{description}: loss of group '{group}' is {loss.item()} at step {step + 1}"
-    if first:
-        raise NonFiniteLoss(
-            f"{where}, the first step of this run, so not a learning-rate problem: the model's "
-            "weights (the teacher, base model or checkpoint) or the data may be corrupt (NaN or infinite values): "
-            "check or restore them",
-            at_first_step=True,
-        )
-    raise NonFiniteLoss(f"{where}; lower optimizer.lr or enable optimizer.grad_clip", at_first_step=False)
-
-
-class CountedStream(DataStream):
-    """A data stream whose every batch drawn moves a progress bar by its rows."""
-
-    def __init__(self, stream: DataStream, bar):
-        self.stream, self.bar = stream, bar
-
-    def __next__(self):
-        batch = next(self.stream)
-        self.bar.update(batch.size)
-        return batch
-
-    def state_dict(self) -> dict:
-        return self.stream.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.stream.load_state_dict(state)
 
 
 @contextmanager
