@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -100,9 +101,9 @@ class DiffusersBackbone(FlowBackbone):
     # pipeline returns its embeddings differently: each adapter maps them to TextCondition (tokens, pooled,
     # mask) in encode_text.
     @staticmethod
+    @abstractmethod
     def encode_text(pipeline, prompts: list[str], length: int) -> TextCondition:
         """The prompts' embeddings from the pipeline's ``encode_prompt``, ``length`` tokens at most."""
-        raise NotImplementedError
 
     @classmethod
     def encode_null(cls, pipeline, length: int) -> TextCondition:
