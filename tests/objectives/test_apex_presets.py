@@ -9,7 +9,7 @@ from apexgen.objectives import MethodsConfig, endpoint_pool_size
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.twinflow import TwinFlowConfig
 from apexgen.overrides import parse_overrides
-from apexgen.t2i.config import GUIDANCE, T2IConfig
+from apexgen.t2i.config import APEX_GUIDANCE, T2IConfig
 
 
 def test_paper_preset_is_method_section_3():
@@ -39,14 +39,14 @@ def test_released_preset_is_method_section_4():
 def test_ours_is_the_default_of_every_job():
     assert MethodsConfig().apex.preset == "ours"
     assert T2IConfig().methods.apex.preset == "ours"
-    assert T2IConfig().methods.apex == APEXConfig.from_preset("ours", real_guidance=GUIDANCE)
+    assert T2IConfig().methods.apex == APEXConfig.from_preset("ours", real_guidance=APEX_GUIDANCE)
 
 
 def test_ours_is_the_shared_branch_with_a_regression_anchor_whose_pool_is_reported():
     ours = APEXConfig.from_preset("ours")
     assert (ours.fake_network, ours.weight_generator, ours.fake_warmup, ours.weight_regression) == ("shared", 4, 50, 4)
     pool = endpoint_pool_size("apex", T2IConfig().methods)
-    assert (pool.pairs, pool.steps, pool.guidance, pool.teacher_forwards) == (2048, 25, GUIDANCE, 2048 * 25 * 2)
+    assert (pool.pairs, pool.steps, pool.guidance, pool.teacher_forwards) == (2048, 25, APEX_GUIDANCE, 2048 * 25 * 2)
     assert "102,400 per-sample teacher forwards" in pool.describe()
     assert "apex.weight_regression=0: no pool" in pool.describe()
     without = MethodsConfig(apex=build(APEXConfig, {"preset": "ours", "weight_regression": 0}))
@@ -57,7 +57,7 @@ def test_keys_next_to_a_preset_override_it_and_the_job_keeps_its_guidance():
     config = load(T2IConfig, parse_overrides(["methods.apex.preset=paper", "methods.apex.mix_lambda=0.3"]))
     apex = config.methods.apex
     assert apex.generator_form == "paper" and apex.mix_lambda == 0.3
-    assert apex.real_guidance == GUIDANCE  # a job field: the teacher's CFG stays the job's
+    assert apex.real_guidance == APEX_GUIDANCE  # a job field: the CFG of APEX's teacher target stays the job's
     assert apex.fake_warmup == 0  # the job's own APEX values do not leak into another preset
     # the order of the keys does not matter: the preset is applied first
     again = load(T2IConfig, parse_overrides(["methods.apex.mix_lambda=0.3", "methods.apex.preset=paper"]))
