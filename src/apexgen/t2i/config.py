@@ -26,8 +26,8 @@ from apexgen.train.settings import OptimizerConfig, TrainConfig
 TEXT_DIM = 384  # MiniLM's hidden size: the width of the prompt tokens and of the pooled vector
 GUIDANCE = 3.0  # the teacher's CFG scale, for sampling it and for every distillation target but APEX's
 # APEX's real branch and its anchor's pool at CFG 1.5 (a job field: every APEX preset takes it): at 3,000 updates
-# FID 88.3 / 89.2 (seeds 0, 1) against 92.6 / 91.4 at CFG 3, near-dup. 0.19 / 0.1 % against 0.6 %, Inception
-# diversity 15.05 / 15.07 against 14.34 / 14.31, at an accuracy of 0.643 / 0.633 against 0.695 / 0.687
+# FID 88.3 / 89.2 (seeds 0, 1) against 92.6 / 91.4 at CFG 3, near-dup. 0.19 / 0.13 % against 0.6 %, Inception
+# diversity 15.05 / 15.07 against 14.34 / 14.31, at an accuracy of 0.643 / 0.634 against 0.695 / 0.687
 # (benchmarks/apex_study.md: apex_regression4_guidance1.5 against apex_regression4).
 APEX_GUIDANCE = 1.5
 
