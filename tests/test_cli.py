@@ -14,6 +14,8 @@ from apexgen.cli import build_parser, main
 from apexgen.config import load, load_yaml
 from apexgen.known_warnings import DropMessages, silence_known_warnings
 from apexgen.overrides import parse_overrides
+from apexgen.run.bench_commands import BenchCommandSettings
+from apexgen.run.command_settings import ExportCommandSettings, GenerateCommandSettings, SampleCommandSettings
 from apexgen.run.config import RunConfig
 from apexgen.t2i.config import DEMO, T2IConfig
 from apexgen.toy.config import ToyConfig
@@ -73,13 +75,28 @@ def help_example(command: str) -> list[str]:
     return overrides.help.split("e.g. ")[1].split()
 
 
-@pytest.mark.parametrize("command", ["toy", "train-teacher", "distill", "eval", "demo", "train"])
+# The settings of the commands whose help example stands alone (each over its defaults, and for `sample` and
+# `generate` the flags they require).
+COMMAND_SETTINGS = {
+    "export": (ExportCommandSettings, {}),
+    "sample": (SampleCommandSettings, {"model": "m", "lora": "l", "prompt": "p"}),
+    "generate": (GenerateCommandSettings, {"model": "m", "lora": "l", "prompts": "p.jsonl", "out": "o"}),
+    "bench": (BenchCommandSettings, {}),
+}
+
+
+@pytest.mark.parametrize(
+    "command", ["toy", "train-teacher", "distill", "eval", "demo", "train", "export", "sample", "generate", "bench"]
+)
 def test_each_commands_help_example_is_valid_for_that_command(command):
     example = parse_overrides(help_example(command))
     if command == "toy":
         load(ToyConfig, example)
     elif command == "train":
         load(RunConfig, load_yaml(RECIPES / "sd35_lora.yaml"), example)
+    elif command in COMMAND_SETTINGS:
+        settings, required = COMMAND_SETTINGS[command]
+        load(settings, required, example)
     else:
         load(T2IConfig, DEMO if command == "demo" else {}, example)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from apexgen.config import ConfigError
 from apexgen.run.bench_commands import add_bench_command
 from apexgen.run.commands import BAD_INPUT, BAD_SETTING, add_run_commands, add_run_folder_arguments, at_least_one
+from apexgen.settings_layers import add_config_arguments, print_settings, resolve, split_overrides
 from apexgen.toy.commands import toy_command
 from apexgen.train.interrupt import TrainingInterrupted
 
@@ -54,42 +55,17 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("--config", type=Path, help="YAML file with settings (merged over the defaults)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help=f"settings overriding the file, e.g. {OVERRIDE_EXAMPLES[command]}",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved configuration and stop")
-
-
 def t2i_config(args: argparse.Namespace, *presets: dict):
     """The text-to-image settings: defaults < presets < --config file < KEY=VALUE overrides."""
-    from apexgen.config import load, load_yaml
-    from apexgen.overrides import parse_overrides
     from apexgen.t2i.config import T2IConfig
 
-    layers = list(presets)
-    if args.config:
-        layers.append(load_yaml(args.config))
-    layers.append(parse_overrides(args.overrides))
-    return load(T2IConfig, *layers)
-
-
-def print_config(config) -> None:
-    import yaml
-
-    from apexgen.config import to_dict
-
-    print(yaml.safe_dump(to_dict(config), sort_keys=False))
+    return resolve(T2IConfig, args, *presets)
 
 
 def train_teacher_command(args: argparse.Namespace) -> int:
     config = t2i_config(args)  # before the heavy imports: a wrong setting is told at once
     if args.dry_run:
-        print_config(config)
+        print_settings(config)
         return 0
     from apexgen.t2i.train import train_teacher
 
@@ -100,7 +76,7 @@ def train_teacher_command(args: argparse.Namespace) -> int:
 def distill_command(args: argparse.Namespace) -> int:
     config = t2i_config(args, {"distill": {"method": args.method}} if args.method else {})
     if args.dry_run:
-        print_config(config)
+        print_settings(config)
         return 0
     from apexgen.t2i.train import distill
 
@@ -109,11 +85,11 @@ def distill_command(args: argparse.Namespace) -> int:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    args.students, overrides = split_students(args.students)
+    args.students, overrides = split_overrides(args.students)  # argparse gives --students every word
     args.overrides = [*args.overrides, *overrides]
     config = t2i_config(args)
     if args.dry_run:
-        print_config(config)
+        print_settings(config)
         return 0
     from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
     from apexgen.t2i.report import table, write_report
@@ -135,19 +111,12 @@ def eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def split_students(words: list[Path]) -> tuple[list[Path], list[str]]:
-    """``--students A B key=value``: argparse gives every word after --students to it; the KEY=VALUE words
-    (that are not existing folders) are overrides."""
-    overrides = [str(word) for word in words if "=" in str(word) and not word.exists()]
-    return [word for word in words if str(word) not in overrides], overrides
-
-
 def demo_command(args: argparse.Namespace) -> int:
     from apexgen.t2i.config import DEMO
 
     config = t2i_config(args, DEMO)  # before the heavy imports: a bad setting fails in a second
     if args.dry_run:
-        print_config(config)
+        print_settings(config)
         return 0
     from apexgen.t2i.demo import run_demo
     from apexgen.t2i.models import shipped_teacher
@@ -179,35 +148,35 @@ def build_parser() -> argparse.ArgumentParser:
     toy = commands.add_parser("toy", help="the 2-D toy benchmark: every method against an exact answer")
     toy.add_argument("--quick", action="store_true", help="one seed, short training (about a minute)")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
-    add_config_arguments(toy, "toy")
-    toy.set_defaults(run=toy_command)
+    add_config_arguments(toy, OVERRIDE_EXAMPLES["toy"])
+    toy.set_defaults(handler=toy_command)
 
     teacher = commands.add_parser("train-teacher", help="train the Fashion-MNIST text-to-image teacher (SD3 MMDiT)")
     teacher.add_argument("--out", type=Path, default=Path("runs/teacher"), help="output folder")
     add_run_folder_arguments(teacher, "--out")
-    add_config_arguments(teacher, "train-teacher")
-    teacher.set_defaults(run=train_teacher_command)
+    add_config_arguments(teacher, OVERRIDE_EXAMPLES["train-teacher"])
+    teacher.set_defaults(handler=train_teacher_command)
 
     distill = commands.add_parser("distill", help="distil a one-step student from the teacher (LoRA by default)")
     distill.add_argument("--teacher", type=Path, help="teacher folder (default: the teacher shipped in the package)")
     distill.add_argument("--method", help="apex (default), twinflow, dmd2, consistency or regression")
     distill.add_argument("--out", type=Path, default=Path("runs/distill"), help="output folder")
     add_run_folder_arguments(distill, "--out")
-    add_config_arguments(distill, "distill")
-    distill.set_defaults(run=distill_command)
+    add_config_arguments(distill, OVERRIDE_EXAMPLES["distill"])
+    distill.set_defaults(handler=distill_command)
 
     evaluate = commands.add_parser("eval", help="FID, prompt adherence, diversity and speed of teacher and students")
     evaluate.add_argument("--teacher", type=Path, help="teacher folder (default: the teacher shipped in the package)")
     evaluate.add_argument("--students", type=Path, nargs="*", default=[], help="folders written by apexgen distill")
     evaluate.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder")
-    add_config_arguments(evaluate, "eval")
-    evaluate.set_defaults(run=eval_command)
+    add_config_arguments(evaluate, OVERRIDE_EXAMPLES["eval"])
+    evaluate.set_defaults(handler=eval_command)
 
     demo = commands.add_parser("demo", help="the main job: teacher → APEX one-step LoRA → evaluation → report")
     demo.add_argument("--teacher", type=Path, help="teacher folder (default: the shipped one, else train one)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    add_config_arguments(demo, "demo")
-    demo.set_defaults(run=demo_command)
+    add_config_arguments(demo, OVERRIDE_EXAMPLES["demo"])
+    demo.set_defaults(handler=demo_command)
 
     add_run_commands(commands)
     add_bench_command(commands)
@@ -229,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return args.run(args)
+        return args.handler(args)
     except ConfigError as error:
         log.error("%s", error)
         return BAD_SETTING

@@ -1,6 +1,8 @@
 """The ``train``, ``export`` and ``sample`` commands of ``apexgen`` (``generate``: ``generate_command``;
-``bench``: ``bench_commands``). Only argparse is imported here; each command imports its module when it
-runs, so that ``apexgen --help`` stays instant."""
+``bench``: ``bench_commands``). Every command takes its settings as flags, ``--config`` and ``KEY=VALUE``
+(``apexgen.settings_layers``; ``export`` and ``sample``: ``run.command_settings``) and ``--dry-run``. Only
+argparse is imported here; each command imports its module when it runs, so that ``apexgen --help`` stays
+instant."""
 
 from __future__ import annotations
 
@@ -10,16 +12,24 @@ import os
 import time
 from pathlib import Path
 
+from apexgen.run.command_settings import SAMPLE_GRID_IMAGES
+from apexgen.settings_layers import add_config_arguments, looks_like_override, print_settings, resolve
+
 log = logging.getLogger("apexgen")
 
 # Exit codes (apexgen.cli.main maps errors to them): 2 = a setting is wrong, 3 = an input (model, data, run
 # folder) is unusable.
 BAD_SETTING, BAD_INPUT = 2, 3
-SAMPLE_GRID_IMAGES = 8  # apexgen sample --teacher: images in the grid without --images
-# A valid example of train's KEY=VALUE overrides (over a recipe; tests/test_cli.py loads it).
+# A valid example of each command's KEY=VALUE overrides (train's over a recipe; tests/test_cli.py loads each).
 TRAIN_OVERRIDE_EXAMPLE = (
     "model.path=/models/sd35 data.path=/data/images out=runs/sd35 methods.apex.condition_shift.a=-1"
 )
+EXPORT_OVERRIDE_EXAMPLE = "run=runs/sd35 out=exports/sd35"
+SAMPLE_OVERRIDE_EXAMPLE = "steps=2 images=4 seed=7"
+# The flags of export and sample: argparse destinations named as their settings' fields.
+EXPORT_FLAGS = ("run", "out")
+STUDENT_FLAGS = ("lora", "steps", "resolution", "dtype", "device")
+SAMPLE_FLAGS = (*STUDENT_FLAGS, "model", "teacher", "prompt", "out", "images", "seed")
 
 
 def at_least_one(text: str) -> int:
@@ -35,12 +45,9 @@ def at_least_one(text: str) -> int:
 
 def run_config(args: argparse.Namespace):
     """Defaults < --config file < KEY=VALUE overrides."""
-    from apexgen.config import load, load_yaml
-    from apexgen.overrides import parse_overrides
     from apexgen.run.config import RunConfig
 
-    layers = [load_yaml(args.config)] if args.config else []
-    return load(RunConfig, *layers, parse_overrides(args.overrides))
+    return resolve(RunConfig, args)
 
 
 def dry_run(config) -> None:
@@ -92,35 +99,50 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    from apexgen.run.command_settings import ExportCommandSettings
+
+    settings = resolve(ExportCommandSettings, args, flags=EXPORT_FLAGS)
+    if args.dry_run:
+        print_settings(settings)
+        return 0
     from apexgen.run.export import reexport
 
-    reexport(args.run_dir, args.out)
+    reexport(Path(settings.run), Path(settings.out) if settings.out else None)
     return 0
 
 
 def sample_command(args: argparse.Namespace) -> int:
-    check_sample_arguments(args)
-    device = args.device or default_device()
-    if args.teacher is not None:
+    from apexgen.run.command_settings import SampleCommandSettings
+
+    if args.teacher and looks_like_override(args.teacher):  # --teacher KEY=VALUE: the shipped teacher
+        args.overrides, args.teacher = [args.teacher, *args.overrides], ""
+    settings = resolve(SampleCommandSettings, args, flags=SAMPLE_FLAGS)
+    check_sample_settings(settings)
+    if args.dry_run:
+        print_settings(settings)
+        return 0
+    device = settings.device or default_device()
+    export, out = Path(settings.lora), Path(settings.out)
+    if settings.teacher is not None:
         from apexgen.t2i.models import teacher_folder
         from apexgen.t2i.sample import sample_grid
 
-        teacher = teacher_folder(Path(args.teacher) if args.teacher else None)
-        images = args.images or SAMPLE_GRID_IMAGES
-        sample_grid(teacher, args.lora, args.prompt, args.out, args.steps, images, args.seed, device)
+        teacher = teacher_folder(Path(settings.teacher) if settings.teacher else None)
+        images = settings.images or SAMPLE_GRID_IMAGES
+        sample_grid(teacher, export, settings.prompt, out, settings.steps, images, settings.seed, device)
         return 0
     from apexgen.run.sample import run_sample
 
-    dtype = pipeline_dtype(args.dtype, device)
+    dtype = pipeline_dtype(settings.dtype, device)
     run_sample(
-        args.model,
-        args.lora,
-        args.prompt,
-        args.out,
-        args.steps,
-        args.images or 1,
-        args.seed,
-        args.resolution,
+        settings.model,
+        export,
+        settings.prompt,
+        out,
+        settings.steps,
+        settings.images or 1,
+        settings.seed,
+        settings.resolution,
         dtype,
         device,
     )
@@ -138,27 +160,24 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def check_sample_arguments(args: argparse.Namespace) -> None:
-    """What ``apexgen sample`` can refuse before loading a model: the image file name, the device, options
-    that do not apply to the Fashion-MNIST teacher."""
+def check_sample_settings(settings) -> None:
+    """What ``apexgen sample`` can refuse before loading a model beyond its settings' own checks: the image
+    file name and the device."""
     from PIL import Image
 
     from apexgen.config import ConfigError
 
     Image.init()
     writable = sorted(ext for ext, kind in Image.registered_extensions().items() if kind in Image.SAVE)
-    if args.out.suffix.lower() not in writable:
+    out = Path(settings.out)
+    if out.suffix.lower() not in writable:
         raise ConfigError(
             "",
-            f"--out {args.out}: not an image file name (no image extension); give one such as "
-            f"{args.out.with_suffix('.png')} (.png, .jpg, .webp, ...)",
+            f"--out {out}: not an image file name (no image extension); give one such as "
+            f"{out.with_suffix('.png')} (.png, .jpg, .webp, ...)",
         )
-    if args.teacher is not None and (args.resolution is not None or args.dtype is not None):
-        raise ConfigError(
-            "", "--resolution and --dtype apply to --model pipelines; the Fashion-MNIST teacher samples 32×32 in fp32"
-        )
-    if args.device is not None:
-        check_device(args.device)
+    if settings.device is not None:
+        check_device(settings.device)
 
 
 def check_device(name: str) -> None:
@@ -198,10 +217,10 @@ def add_run_folder_arguments(
 
 
 def add_student_arguments(parser: argparse.ArgumentParser) -> None:
-    """The export and how the stock pipeline samples it (``sample`` and ``generate``)."""
-    parser.add_argument("--lora", "--export", dest="lora", type=Path, required=True, help="an apexgen export folder")
+    """The export and how the stock pipeline samples it (``sample`` and ``generate``; ``STUDENT_FLAGS``)."""
+    parser.add_argument("--lora", "--export", dest="lora", type=Path, help="an apexgen export folder (required)")
     parser.add_argument(
-        "--steps", type=at_least_one, default=1, help="steps (NFE): one the export has settings for (1, 2 or 4)"
+        "--steps", type=at_least_one, help="steps (NFE): one the export has settings for (1, 2 or 4; default 1)"
     )
     parser.add_argument("--resolution", type=at_least_one, help="image side in pixels (default: the pipeline's)")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: bf16 on a GPU, else fp32")
@@ -215,15 +234,16 @@ def add_run_commands(commands) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"e.g. {TRAIN_OVERRIDE_EXAMPLE}")
     add_run_folder_arguments(train, "out")
     train.add_argument("--dry-run", action="store_true", help="print the settings and a memory estimate, then stop")
-    train.set_defaults(run=train_command)
+    train.set_defaults(handler=train_command)
 
     export = commands.add_parser("export", help="export a run's newest checkpoint for the stock diffusers pipeline")
-    export.add_argument("--run", dest="run_dir", type=Path, required=True, help="the out folder of apexgen train")
+    export.add_argument("--run", type=Path, help="the out folder of apexgen train (required)")
     export.add_argument("--out", type=Path, help="export folder (default: <run>/export)")
-    export.set_defaults(run=export_command)
+    add_config_arguments(export, EXPORT_OVERRIDE_EXAMPLE)
+    export.set_defaults(handler=export_command)
 
     sample = commands.add_parser("sample", help="sample an exported student with the stock diffusers pipeline")
-    base = sample.add_mutually_exclusive_group(required=True)
+    base = sample.add_mutually_exclusive_group()
     base.add_argument("--model", help="the base model of an `apexgen train` export: pipeline folder or hub id")
     base.add_argument(
         "--teacher",
@@ -233,20 +253,20 @@ def add_run_commands(commands) -> None:
         "writes one PNG grid",
     )
     add_student_arguments(sample)
-    sample.add_argument("--prompt", required=True)
+    sample.add_argument("--prompt", help="the text to sample (required)")
     sample.add_argument(
         "--out",
         type=Path,
-        default=Path("sample.png"),
-        help="image file (--model with several images: <stem>_<i>.png; --teacher: one grid)",
+        help="image file (default: sample.png; --model with several images: <stem>_<i>.png; --teacher: one grid)",
     )
     sample.add_argument(
         "--images",
         type=at_least_one,
         help=f"images of the prompt, one seed each (default: 1; {SAMPLE_GRID_IMAGES} with --teacher)",
     )
-    sample.add_argument("--seed", type=int, default=0)
-    sample.set_defaults(run=sample_command)
+    sample.add_argument("--seed", type=int, help="the first image's seed (default 0)")
+    add_config_arguments(sample, SAMPLE_OVERRIDE_EXAMPLE)
+    sample.set_defaults(handler=sample_command)
 
     from apexgen.run.generate_command import add_generate_command  # it builds on this module's arguments
 

@@ -1,12 +1,15 @@
-"""``apexgen generate``: its arguments (those of the student shared with ``apexgen sample``) and the command.
-Only argparse is imported here; the command imports ``run.generate`` when it runs."""
+"""``apexgen generate``: its arguments (those of the student shared with ``apexgen sample``) and the command;
+its settings: ``run.command_settings.GenerateCommandSettings``. Only argparse is imported here; the command
+imports ``run.generate`` when it runs."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from apexgen.run.command_settings import GENERATE_IMAGES
 from apexgen.run.commands import (
+    STUDENT_FLAGS,
     add_run_folder_arguments,
     add_student_arguments,
     at_least_one,
@@ -14,33 +17,35 @@ from apexgen.run.commands import (
     default_device,
     pipeline_dtype,
 )
+from apexgen.settings_layers import add_config_arguments, print_settings, resolve
 
-GENERATE_IMAGES = 4  # images per prompt without --images/--seeds: what GenEval's and DPG-Bench's scripts make
+GENERATE_FLAGS = (*STUDENT_FLAGS, "model", "prompts", "format", "out", "seeds", "images", "seed", "batch")
+GENERATE_OVERRIDE_EXAMPLE = "steps=2 seeds=[0,1,2,3] batch=2"
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from apexgen.config import ConfigError
+    from apexgen.run.command_settings import GenerateCommandSettings
 
-    if args.seeds is not None and args.seed is not None:
-        raise ConfigError(
-            "", "--seed is the first seed of --images; with --seeds, list every seed and leave out --seed"
-        )
-    if args.device is not None:
-        check_device(args.device)
-    device = args.device or default_device()
+    chosen = resolve(GenerateCommandSettings, args, flags=GENERATE_FLAGS)
+    if chosen.device is not None:
+        check_device(chosen.device)
+    if args.dry_run:
+        print_settings(chosen)
+        return 0
+    device = chosen.device or default_device()
     from apexgen.run.generate import GenerateSettings, run_generate
 
-    first = args.seed or 0
     settings = GenerateSettings(
-        model=resolved(args.model),
-        export=str(args.lora.resolve()),
-        steps=args.steps,
-        seeds=args.seeds or list(range(first, first + (args.images or GENERATE_IMAGES))),
-        resolution=args.resolution,
-        dtype=pipeline_dtype(args.dtype, device),
-        batch=args.batch,
+        model=resolved(chosen.model),
+        export=str(Path(chosen.lora).resolve()),
+        steps=chosen.steps,
+        seeds=chosen.seed_list(),
+        resolution=chosen.resolution,
+        dtype=pipeline_dtype(chosen.dtype, device),
+        batch=chosen.batch,
     )
-    run_generate(args.prompts, args.out, settings, args.format, device, args.resume, args.overwrite)
+    prompts, out = Path(chosen.prompts), Path(chosen.out)
+    run_generate(prompts, out, settings, chosen.format, device, args.resume, args.overwrite)
     return 0
 
 
@@ -58,16 +63,16 @@ def add_generate_command(commands) -> None:
         "for each prompt: GenEval: <out>/<index>/metadata.jsonl and samples/<k>.png; DPG-Bench: <out>/<id>.png, "
         "the seeds' images tiled 2 per row.",
     )
-    generate.add_argument("--model", required=True, help="the base model of the export: pipeline folder or hub id")
+    generate.add_argument("--model", help="the base model of the export: pipeline folder or hub id (required)")
     add_student_arguments(generate)
     generate.add_argument(
         "--prompts",
         type=Path,
-        required=True,
-        help="GenEval evaluation_metadata.jsonl, or DPG-Bench prompts: a folder of <id>.txt files or dpg_bench.csv",
+        help="GenEval evaluation_metadata.jsonl, or DPG-Bench prompts: a folder of <id>.txt files or dpg_bench.csv "
+        "(required)",
     )
     generate.add_argument("--format", choices=("geneval", "dpg"), help="default: .jsonl → geneval, folder/.csv → dpg")
-    generate.add_argument("--out", type=Path, required=True, help="the images folder the scorer is given")
+    generate.add_argument("--out", type=Path, help="the images folder the scorer is given (required)")
     seeds = generate.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, nargs="+", help="one image per seed, the same seeds for every prompt")
     seeds.add_argument(
@@ -77,7 +82,9 @@ def add_generate_command(commands) -> None:
     )
     generate.add_argument("--seed", type=int, help="the first seed with --images (default 0)")
     generate.add_argument(
-        "--batch", type=at_least_one, default=GENERATE_IMAGES, help="images per pipeline call (1: as apexgen sample)"
+        "--batch",
+        type=at_least_one,
+        help=f"images per pipeline call (default {GENERATE_IMAGES}; 1: as apexgen sample)",
     )
     add_run_folder_arguments(
         generate,
@@ -85,4 +92,5 @@ def add_generate_command(commands) -> None:
         resume="keep the prompts whose images are complete (and made with these settings), write the others",
         overwrite="remove the images already in --out, then write them all",
     )
-    generate.set_defaults(run=generate_command)
+    add_config_arguments(generate, GENERATE_OVERRIDE_EXAMPLE)
+    generate.set_defaults(handler=generate_command)

@@ -1,6 +1,6 @@
 """``apexgen toy``: the toy benchmark from its settings (``--quick``, ``--config``, ``KEY=VALUE``), its table,
 ``toy_results.json`` and sample grids. Only the standard library is imported here; the benchmark's modules
-load when the command runs, so that ``apexgen --help`` stays instant."""
+load when the command runs (after its settings resolved), so that ``apexgen --help`` stays instant."""
 
 from __future__ import annotations
 
@@ -12,22 +12,17 @@ log = logging.getLogger("apexgen")
 
 
 def toy_command(args: argparse.Namespace) -> int:
-    import yaml
-
-    from apexgen.config import load, load_yaml, to_dict
-    from apexgen.overrides import parse_overrides
-    from apexgen.toy.benchmark import run_toy_benchmark
+    from apexgen.settings_layers import print_settings, resolve
     from apexgen.toy.config import QUICK, ToyConfig
+
+    config = resolve(ToyConfig, args, *([QUICK] if args.quick else []))
+    if args.dry_run:
+        print_settings(config)
+        return 0
+    from apexgen.config import to_dict
+    from apexgen.toy.benchmark import run_toy_benchmark
     from apexgen.toy.report import format_table, plot_grids, summarise, write_json
 
-    layers = [QUICK] if args.quick else []
-    if args.config:
-        layers.append(load_yaml(args.config))
-    layers.append(parse_overrides(args.overrides))
-    config = load(ToyConfig, *layers)
-    if args.dry_run:
-        print(yaml.safe_dump(to_dict(config), sort_keys=False))
-        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     log.info(
         "toy benchmark: datasets %s, seeds %s, methods %s, %d worker(s); writing to %s",
