@@ -23,11 +23,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from apexgen.config import load, to_dict
+from apexgen.jobs.pixel.config import T2IConfig
 from apexgen.markdown import markdown_table
 from apexgen.objectives import schedule_of
 from apexgen.objectives.base import GENERATOR_GROUPS, BudgetCount, steps_for_budget
 from apexgen.overrides import parse_overrides
-from apexgen.t2i.config import T2IConfig
 
 TEACHER = "src/apexgen/assets/fashion_mnist_teacher"
 PRIVATE = ["methods.apex.fake_network=private", "methods.apex.slices.fake=0", "methods.apex.slices.generator=1"]
@@ -211,8 +211,8 @@ def run_job(job: Job, out: Path, samples: int, threads: int | None) -> dict:
     """Distil (unless done) and score one job; its record is kept in <out>/scores/<name>.json."""
     import torch
 
-    from apexgen.t2i.evaluate import Candidate, kept_or_scored_row, scorer, student_candidate, teacher_candidate
-    from apexgen.t2i.train import distill, preview_grid
+    from apexgen.jobs.pixel.evaluate import Candidate, kept_or_scored_row, scorer, student_candidate, teacher_candidate
+    from apexgen.jobs.pixel.train import distill, preview_grid
     from apexgen.train.run_folder import SUMMARY_FILE
 
     if threads:

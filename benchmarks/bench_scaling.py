@@ -23,10 +23,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from apexgen.run.bench import run_bench  # noqa: E402
-from apexgen.run.bench_models import bench_model  # noqa: E402
-from apexgen.run.bench_report import REPORT  # noqa: E402
-from apexgen.run.bench_settings import BenchSettings  # noqa: E402
+from apexgen.jobs.real_backbones.bench import run_bench  # noqa: E402
+from apexgen.jobs.real_backbones.bench_models import bench_model  # noqa: E402
+from apexgen.jobs.real_backbones.bench_report import REPORT  # noqa: E402
+from apexgen.jobs.real_backbones.bench_settings import BenchSettings  # noqa: E402
 
 
 def cell(out: Path, settings: BenchSettings) -> list[dict]:

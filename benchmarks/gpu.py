@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from apexgen.run.bench import run_bench
-from apexgen.run.bench_calls import InferenceSettings
-from apexgen.run.bench_inference import InferenceRow, run_inference_bench
-from apexgen.run.bench_inference import format_table as inference_table
-from apexgen.run.bench_report import environment, format_breakdown, format_table, row_record
-from apexgen.run.bench_settings import BenchRow, BenchSettings
+from apexgen.jobs.real_backbones.bench import run_bench
+from apexgen.jobs.real_backbones.bench_calls import InferenceSettings
+from apexgen.jobs.real_backbones.bench_inference import InferenceRow, run_inference_bench
+from apexgen.jobs.real_backbones.bench_inference import format_table as inference_table
+from apexgen.jobs.real_backbones.bench_report import environment, format_breakdown, format_table, row_record
+from apexgen.jobs.real_backbones.bench_settings import BenchRow, BenchSettings
 
 FULL_ROWS = ("flow_matching", "apex", "apex_paper", "apex_released", "twinflow", "dmd2", "consistency")
 LORA_ROWS = ("flow_matching", "apex", "apex_paper", "dmd2", "dmd2_full_fake")

@@ -1,5 +1,5 @@
 """Calibrates the pixel distance under which two images of one prompt count as near-duplicates
-(``apexgen.t2i.evaluate.NEAR_DUPLICATE_PIXEL_DISTANCE``): the within-prompt pixel distances of the shipped
+(``apexgen.jobs.pixel.evaluate.NEAR_DUPLICATE_PIXEL_DISTANCE``): the within-prompt pixel distances of the shipped
 teacher at NFE 50 (CFG 3) and at NFE 1, and the within-class distances of real test images.
 
     python benchmarks/near_duplicate_threshold.py --samples 1200 --out benchmarks/results/near_duplicates.json
@@ -15,10 +15,10 @@ import torch
 
 from apexgen.data.fashion_mnist import FashionMNISTConfig, load_config_split
 from apexgen.eval.diversity import within_groups
-from apexgen.t2i.config import GUIDANCE
-from apexgen.t2i.generate import generate
-from apexgen.t2i.models import load_teacher, shipped_teacher
-from apexgen.t2i.prompts import evaluation_prompts
+from apexgen.jobs.pixel.config import GUIDANCE
+from apexgen.jobs.pixel.generate import generate
+from apexgen.jobs.pixel.models import load_teacher, shipped_teacher
+from apexgen.jobs.pixel.prompts import evaluation_prompts
 from apexgen.text import TextEncoderConfig, text_encoder
 
 QUANTILES = (0.001, 0.005, 0.01, 0.05, 0.5)

@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 
 from apexgen.config import load
+from apexgen.jobs.pixel.config import T2IConfig
+from apexgen.jobs.pixel.evaluate import evaluate, student_candidate, teacher_candidate
+from apexgen.jobs.pixel.report import write_report
+from apexgen.jobs.pixel.train import distill
 from apexgen.objectives import STUDENT_METHODS
 from apexgen.overrides import parse_overrides
-from apexgen.t2i.config import T2IConfig
-from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
-from apexgen.t2i.report import write_report
-from apexgen.t2i.train import distill
 from apexgen.train.run_folder import SUMMARY_FILE
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-from apexgen.run.bench_models import bench_model
+from apexgen.jobs.real_backbones.bench_models import bench_model
 from apexgen.seeding import seeded_global_rng
 from tests.data.tiny_pipelines import clip_encoder, clip_tokenizer, t5_tokenizer, tiny_pipeline
-from tests.run.helpers import SHIFTED_VAES
+from tests.jobs.real_backbones.helpers import SHIFTED_VAES
 
 log = logging.getLogger("tiny_pipeline")
 

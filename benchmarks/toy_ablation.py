@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from apexgen.config import build, fill, to_dict
-from apexgen.toy.benchmark import Variant, run_toy_benchmark
-from apexgen.toy.config import ToyConfig
-from apexgen.toy.report import summarise
+from apexgen.jobs.toy.benchmark import Variant, run_toy_benchmark
+from apexgen.jobs.toy.config import ToyConfig
+from apexgen.jobs.toy.report import summarise
 
 # Each variant changes the default APEX settings (``ToyConfig().methods.apex``) by these keys.
 VARIANTS: dict[str, dict] = {

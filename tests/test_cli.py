@@ -9,16 +9,20 @@ from pathlib import Path
 
 import pytest
 
-import apexgen.t2i.train
+import apexgen.jobs.pixel.train
 from apexgen.cli import build_parser, main
 from apexgen.config import load, load_yaml
+from apexgen.jobs.pixel.config import DEMO, T2IConfig
+from apexgen.jobs.real_backbones.bench_commands import BenchCommandSettings
+from apexgen.jobs.real_backbones.command_settings import (
+    ExportCommandSettings,
+    GenerateCommandSettings,
+    SampleCommandSettings,
+)
+from apexgen.jobs.real_backbones.config import RunConfig
+from apexgen.jobs.toy.config import ToyConfig
 from apexgen.known_warnings import DropMessages, silence_known_warnings
 from apexgen.overrides import parse_overrides
-from apexgen.run.bench_commands import BenchCommandSettings
-from apexgen.run.command_settings import ExportCommandSettings, GenerateCommandSettings, SampleCommandSettings
-from apexgen.run.config import RunConfig
-from apexgen.t2i.config import DEMO, T2IConfig
-from apexgen.toy.config import ToyConfig
 
 RECIPES = Path(__file__).parents[1] / "configs"
 
@@ -35,7 +39,7 @@ def test_ctrl_c_outside_training_exits_130_with_one_line(tmp_path, monkeypatch, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(apexgen.t2i.train, "train_teacher", interrupted)
+    monkeypatch.setattr(apexgen.jobs.pixel.train, "train_teacher", interrupted)
     assert main(["train-teacher", "--out", str(tmp_path / "teacher")]) == 130
     assert [record.getMessage() for record in caplog.records] == ["interrupted by Ctrl-C"]
     assert "Traceback" not in caplog.text + "".join(capsys.readouterr())
@@ -166,7 +170,7 @@ def test_known_harmless_warnings_are_silenced_and_others_kept():
 
 def test_importing_the_library_silences_nothing():
     program = (
-        "import logging, apexgen.t2i.models, apexgen.cli; from apexgen.known_warnings import DropMessages; "
+        "import logging, apexgen.jobs.pixel.models, apexgen.cli; from apexgen.known_warnings import DropMessages; "
         "print(any(isinstance(f, DropMessages) for logger in logging.root.manager.loggerDict.values() "
         "for f in getattr(logger, 'filters', ())))"
     )

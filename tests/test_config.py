@@ -4,9 +4,9 @@ import sys
 import pytest
 
 from apexgen.config import ConfigError, build, load, load_yaml, to_dict
+from apexgen.jobs.toy.config import ToyConfig
 from apexgen.objectives.apex import APEXConfig
 from apexgen.overrides import parse_overrides
-from apexgen.toy.config import ToyConfig
 
 
 def toy(*overrides: str) -> ToyConfig:

@@ -8,10 +8,10 @@ import torch
 from apexgen.cli import main
 from apexgen.condition import TextCondition
 from apexgen.eval.fid import inception_features
+from apexgen.jobs.pixel.config import TeacherModelConfig
+from apexgen.jobs.pixel.generate import generate
+from apexgen.jobs.pixel.models import new_teacher
 from apexgen.progress import PROGRESS_VARIABLE
-from apexgen.t2i.config import TeacherModelConfig
-from apexgen.t2i.generate import generate
-from apexgen.t2i.models import new_teacher
 
 TINY_MODEL = TeacherModelConfig(num_layers=1, num_attention_heads=2, attention_head_dim=16)
 

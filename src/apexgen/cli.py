@@ -12,10 +12,16 @@ import time
 from pathlib import Path
 
 from apexgen.config import ConfigError
-from apexgen.run.bench_commands import add_bench_command
-from apexgen.run.commands import BAD_INPUT, BAD_SETTING, add_run_commands, add_run_folder_arguments, at_least_one
+from apexgen.jobs.real_backbones.bench_commands import add_bench_command
+from apexgen.jobs.real_backbones.commands import (
+    BAD_INPUT,
+    BAD_SETTING,
+    add_run_commands,
+    add_run_folder_arguments,
+    at_least_one,
+)
+from apexgen.jobs.toy.commands import toy_command
 from apexgen.settings_layers import add_config_arguments, print_settings, resolve, split_overrides
-from apexgen.toy.commands import toy_command
 from apexgen.train.interrupt import TrainingInterrupted
 
 log = logging.getLogger("apexgen")
@@ -30,12 +36,12 @@ BAD_INPUT_ERRORS = (
     ("apexgen.data.fashion_mnist", "DatasetMissingError"),
     ("apexgen.data.fashion_mnist", "DatasetCorruptError"),
     ("apexgen.data.image_text", "DataError"),
-    ("apexgen.t2i.models", "ModelFileError"),
+    ("apexgen.jobs.pixel.models", "ModelFileError"),
     ("apexgen.train.checkpoint", "CheckpointError"),
     ("apexgen.train.run_folder", "RunFolderError"),
-    ("apexgen.run.pipeline", "PipelineError"),
-    ("apexgen.run.benchmark_prompts", "PromptFileError"),
-    ("apexgen.run.train", "RunError"),
+    ("apexgen.jobs.real_backbones.pipeline", "PipelineError"),
+    ("apexgen.jobs.real_backbones.benchmark_prompts", "PromptFileError"),
+    ("apexgen.jobs.real_backbones.train", "RunError"),
 )
 # A valid example of KEY=VALUE overrides for each command's --help (tests/test_cli.py loads each).
 OVERRIDE_EXAMPLES = {
@@ -57,7 +63,7 @@ def setup_logging(verbose: bool) -> None:
 
 def t2i_config(args: argparse.Namespace, *presets: dict):
     """The text-to-image settings: defaults < presets < --config file < KEY=VALUE overrides."""
-    from apexgen.t2i.config import T2IConfig
+    from apexgen.jobs.pixel.config import T2IConfig
 
     return resolve(T2IConfig, args, *presets)
 
@@ -67,7 +73,7 @@ def train_teacher_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_settings(config)
         return 0
-    from apexgen.t2i.train import train_teacher
+    from apexgen.jobs.pixel.train import train_teacher
 
     train_teacher(config, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
@@ -78,7 +84,7 @@ def distill_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_settings(config)
         return 0
-    from apexgen.t2i.train import distill
+    from apexgen.jobs.pixel.train import distill
 
     distill(config, resolve_teacher(args.teacher), args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
@@ -91,9 +97,9 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_settings(config)
         return 0
-    from apexgen.t2i.evaluate import evaluate, student_candidate, teacher_candidate
-    from apexgen.t2i.report import table, write_report
-    from apexgen.t2i.run_folders import HISTORY, student_labels
+    from apexgen.jobs.pixel.evaluate import evaluate, student_candidate, teacher_candidate
+    from apexgen.jobs.pixel.report import table, write_report
+    from apexgen.jobs.pixel.run_folders import HISTORY, student_labels
 
     started = time.perf_counter()
     labels = student_labels(args.students)
@@ -112,14 +118,14 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from apexgen.t2i.config import DEMO
+    from apexgen.jobs.pixel.config import DEMO
 
     config = t2i_config(args, DEMO)  # before the heavy imports: a bad setting fails in a second
     if args.dry_run:
         print_settings(config)
         return 0
-    from apexgen.t2i.demo import run_demo
-    from apexgen.t2i.models import shipped_teacher
+    from apexgen.jobs.pixel.demo import run_demo
+    from apexgen.jobs.pixel.models import shipped_teacher
 
     run_demo(config, args.teacher or shipped_teacher(), args.out, " ".join(["apexgen", *sys.argv[1:]]))
     return 0
@@ -127,7 +133,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def resolve_teacher(path: Path | None) -> Path:
     """``--teacher`` or, without it, the teacher that ships in the package."""
-    from apexgen.t2i.models import teacher_folder
+    from apexgen.jobs.pixel.models import teacher_folder
 
     return teacher_folder(path)
 

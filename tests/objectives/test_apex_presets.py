@@ -5,11 +5,11 @@ import pytest
 
 from apexgen.cli import main
 from apexgen.config import ConfigError, build, load
+from apexgen.jobs.pixel.config import APEX_GUIDANCE, T2IConfig
 from apexgen.objectives import MethodsConfig, endpoint_pool_size
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.twinflow import TwinFlowConfig
 from apexgen.overrides import parse_overrides
-from apexgen.t2i.config import APEX_GUIDANCE, T2IConfig
 
 
 def test_paper_preset_is_method_section_3():

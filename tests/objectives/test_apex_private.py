@@ -8,11 +8,11 @@ import torch
 
 from apexgen.backbones.lora import AdapterView
 from apexgen.data.toy import Ring, ToyStream
+from apexgen.jobs.pixel.config import DistillConfig
+from apexgen.jobs.pixel.models import make_student, shipped_teacher
 from apexgen.objectives import MethodsConfig, build_objective
 from apexgen.objectives.apex import APEXConfig, APEXSlices
 from apexgen.objectives.base import partition
-from apexgen.t2i.config import DistillConfig
-from apexgen.t2i.models import make_student, shipped_teacher
 from apexgen.train.loop import TrainConfig, Trainer
 from apexgen.train.optimizers import only_group_trainable
 from tests.conftest import tiny_mlp, toy_batch

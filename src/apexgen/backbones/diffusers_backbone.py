@@ -57,7 +57,7 @@ class DiffusersBackbone(FlowBackbone):
     # backbone's VAE (both for random inputs and latent sizes of ``apexgen bench``).
     text_width_key: ClassVar[str] = "joint_attention_dim"
     vae_factor: ClassVar[int] = 8
-    # Random-init transformer configs by size ("tiny", "100m", "0.7b"; ``apexgen.run.bench_models``).
+    # Random-init transformer configs by size ("tiny", "100m", "0.7b"; ``apexgen.jobs.real_backbones.bench_models``).
     bench_configs: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def __init__(self, transformer: nn.Module):

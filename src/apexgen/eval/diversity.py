@@ -4,7 +4,7 @@ collapses to one image per prompt scores 0; the real images of a class give the 
 
 Collapse a user can see: the share of near-duplicate pairs within a prompt, pairs whose distance is under
 a threshold (``near_duplicate_share``); the text-to-image evaluation calibrates its threshold on the
-teacher's own images (``apexgen.t2i.evaluate.NEAR_DUPLICATE_PIXEL_DISTANCE``)."""
+teacher's own images (``apexgen.jobs.pixel.evaluate.NEAR_DUPLICATE_PIXEL_DISTANCE``)."""
 
 from __future__ import annotations
 
