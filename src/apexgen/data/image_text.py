@@ -24,6 +24,8 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from apexgen.config import not_utf8
+
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.jsonl"  # the Hugging Face imagefolder metadata file
@@ -60,9 +62,8 @@ def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
         raise DataError(
-            f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}, line {line}); "
+            f"{path} is not UTF-8 text ({not_utf8(path, error)}); "
             "convert it, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`, and point to the converted file"
         ) from None
 
