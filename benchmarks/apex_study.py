@@ -36,7 +36,7 @@ LAG = ["methods.apex.lag_every=100"]
 # whatever the ``ours`` preset becomes; an APEX row starts from it unless it names a preset.
 TODAY = ("methods.apex.weight_generator=4", "methods.apex.fake_warmup=50", "methods.apex.weight_regression=0")
 # The real-branch CFG of every APEX row that names none: 3, the job's value when the study ran (the job's
-# APEX_GUIDANCE is 1.5 since this study chose it), so that a row means the same whatever the default becomes.
+# APEX_GUIDANCE, chosen by this study: 1.5, then 2), so that a row means the same whatever the default becomes.
 STUDY_GUIDANCE = "methods.apex.real_guidance=3"
 
 

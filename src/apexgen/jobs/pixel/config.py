@@ -25,11 +25,12 @@ from apexgen.train.settings import OptimizerConfig, TrainConfig
 
 TEXT_DIM = 384  # MiniLM's hidden size: the width of the prompt tokens and of the pooled vector
 GUIDANCE = 3.0  # the teacher's CFG scale, for sampling it and for every distillation target but APEX's
-# APEX's real branch and its anchor's pool at CFG 1.5 (a job field: every APEX preset takes it): at 3,000 updates
-# FID 88.3 / 89.2 (seeds 0, 1) against 92.6 / 91.4 at CFG 3, near-dup. 0.19 / 0.13 % against 0.6 %, Inception
-# diversity 15.05 / 15.07 against 14.34 / 14.31, at an accuracy of 0.643 / 0.634 against 0.695 / 0.687
-# (benchmarks/apex_study.md: apex_regression4_guidance1.5 against apex_regression4).
-APEX_GUIDANCE = 1.5
+# APEX's real branch and its anchor's pool at CFG 2, the teacher's best-FID setting (a job field: every APEX
+# preset takes it): at 3,000 updates FID 88.7 / 88.6 (seeds 0, 1) against 88.3 / 89.2 at CFG 1.5 and 92.6 / 91.4
+# at CFG 3, accuracy 0.674 / 0.656 against 0.643 / 0.634 and 0.695 / 0.687, Inception diversity 14.71 / 14.72
+# (the teacher's at CFG 2: 14.72), near-dup. 0.29 / 0.25 % against 0.19 / 0.13 % and 0.6 % (benchmarks/
+# apex_study.md: apex_regression4_guidance2 against apex_regression4_guidance1.5 and apex_regression4).
+APEX_GUIDANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def default_distill_training() -> TrainConfig:
 def default_methods() -> MethodsConfig:
     """The text-to-image defaults: every student distils the teacher with guidance CFG 3 (TwinFlow's real
     branch, DMD2's real score, the consistency and regression teachers' ODE solvers) but APEX, whose real
-    branch and anchor pool take CFG 1.5 (``APEX_GUIDANCE``)."""
+    branch and anchor pool take CFG 2 (``APEX_GUIDANCE``)."""
     return MethodsConfig(
         flow_matching=FlowMatchingConfig(condition_dropout=0.1, time=TimeSampler("logit_normal")),
         apex=APEXConfig.from_preset("ours", real_guidance=APEX_GUIDANCE),
