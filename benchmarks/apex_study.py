@@ -149,6 +149,20 @@ ROWS: dict[str, list[Row]] = {
         row("regression_guidance1.5", "methods.regression.guidance=1.5", method="regression"),
         row("dmd2_guidance1.5", "methods.dmd2.guidance=1.5", method="dmd2"),
     ],
+    # Equal generator updates: the budget counts only the updates that move the generator, so DMD2 (five
+    # critic updates per generator update) and the private adapter (five fake updates) get as many
+    # generator updates as `ours` has at 600 total (550, after its 50 fake-only warm-up updates).
+    "equal_generator": [
+        row("dmd2_generator550", method="dmd2", budgets=(550,), count="generator"),
+        row(
+            "apex_private_k5_generator550",
+            *PRIVATE,
+            "methods.apex.fake_updates=5",
+            "methods.apex.fake_warmup=0",
+            budgets=(550,),
+            count="generator",
+        ),
+    ],
     "table6": [
         row("paper_fake_only", "methods.apex.preset=paper", "methods.apex.weight_anchor=0"),
         row("paper_mix_only", "methods.apex.preset=paper", "methods.apex.weight_fake=0"),
