@@ -5,7 +5,8 @@ Light: only argparse, yaml and ``apexgen.config`` are imported, so that a wrong 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,19 +25,21 @@ def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the resolved settings and stop")
 
 
-def resolve(cls: type[T], args: argparse.Namespace, *below: Mapping[str, Any], flags: Sequence[str] = ()) -> T:
-    """``cls`` from its defaults < the ``below`` layers (a job's presets) < ``--config`` < the ``flags`` that
-    were given (argparse destinations named as ``cls``'s fields; a path is given as text) < the overrides."""
+def resolve(cls: type[T], args: argparse.Namespace, *below: Mapping[str, Any], flags: bool = False) -> T:
+    """``cls`` from its defaults < the ``below`` layers (a job's presets) < ``--config`` < with ``flags``, the
+    flags that were given (every field of ``cls`` is the argparse destination of the same name; a path is
+    given as text) < the overrides."""
     layers = list(below)
     if args.config:
         layers.append(load_yaml(args.config))
-    flag_layer, overrides = given_flags(args, flags)
+    names = [field.name for field in dataclasses.fields(cls)] if flags else []
+    flag_layer, overrides = given_flags(args, names)
     layers.append(flag_layer)
     layers.append(parse_overrides([*overrides, *args.overrides]))
     return load(cls, *layers)
 
 
-def given_flags(args: argparse.Namespace, flags: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+def given_flags(args: argparse.Namespace, flags: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The ``flags`` given on the command line, and the ``KEY=VALUE`` words a flag of several values took
     (argparse gives it every word up to the next flag). A flag left at None (or False, for a switch) is not
     in the layer, so that it does not hide a value of the ``--config`` file."""

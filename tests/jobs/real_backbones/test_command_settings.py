@@ -1,10 +1,12 @@
 """The settings of export, sample, generate and bench: what each requires and refuses, and the same
 command given by flags, by a --config file or by KEY=VALUE overrides (``--dry-run`` prints it)."""
 
+import dataclasses
+
 import pytest
 import yaml
 
-from apexgen.cli import main
+from apexgen.cli import build_parser, main
 from apexgen.config import ConfigError, load
 from apexgen.jobs.real_backbones.bench_commands import BenchCommandSettings
 from apexgen.jobs.real_backbones.command_settings import (
@@ -85,3 +87,18 @@ def test_bench_and_export_by_overrides(capsys):
 def test_a_required_setting_missing_from_every_layer_exits_2(caplog):
     assert main(["generate", "--model", "m", "--lora", "l", "--prompts", "p.jsonl"]) == 2
     assert "config key 'out': required: the images folder; give --out or out=..." in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("command", "cls"),
+    [
+        ("export", ExportCommandSettings),
+        ("sample", SampleCommandSettings),
+        ("generate", GenerateCommandSettings),
+        ("bench", BenchCommandSettings),
+    ],
+)
+def test_every_setting_is_a_flag_of_its_command(command, cls):
+    """``resolve(..., flags=True)`` reads each field from the argparse destination of the same name."""
+    args = build_parser().parse_args([command])
+    assert {field.name for field in dataclasses.fields(cls)} <= set(vars(args))

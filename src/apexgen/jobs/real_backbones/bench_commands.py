@@ -63,15 +63,12 @@ class BenchCommandSettings:
             raise ConfigError("", f"{', '.join(given)}: only for {bench_kind(not self.inference)}")
 
 
-BENCH_FLAGS = tuple(BenchCommandSettings.__dataclass_fields__)
-
-
 def bench_kind(inference: bool) -> str:
     return "--inference" if inference else "the training bench (without --inference)"
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    chosen = resolve(BenchCommandSettings, args, flags=BENCH_FLAGS)
+    chosen = resolve(BenchCommandSettings, args, flags=True)
     check_bench_run(chosen, args.overwrite)
     if args.dry_run:
         print_settings(chosen)

@@ -26,10 +26,6 @@ TRAIN_OVERRIDE_EXAMPLE = (
 )
 EXPORT_OVERRIDE_EXAMPLE = "run=runs/sd35 out=exports/sd35"
 SAMPLE_OVERRIDE_EXAMPLE = "steps=2 images=4 seed=7"
-# The flags of export and sample: argparse destinations named as their settings' fields.
-EXPORT_FLAGS = ("run", "out")
-STUDENT_FLAGS = ("lora", "steps", "resolution", "dtype", "device")
-SAMPLE_FLAGS = (*STUDENT_FLAGS, "model", "teacher", "prompt", "out", "images", "seed")
 
 
 def at_least_one(text: str) -> int:
@@ -101,7 +97,7 @@ def train_command(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> int:
     from apexgen.jobs.real_backbones.command_settings import ExportCommandSettings
 
-    settings = resolve(ExportCommandSettings, args, flags=EXPORT_FLAGS)
+    settings = resolve(ExportCommandSettings, args, flags=True)
     if args.dry_run:
         print_settings(settings)
         return 0
@@ -116,7 +112,7 @@ def sample_command(args: argparse.Namespace) -> int:
 
     if args.teacher and looks_like_override(args.teacher):  # --teacher KEY=VALUE: the shipped teacher
         args.overrides, args.teacher = [args.teacher, *args.overrides], ""
-    settings = resolve(SampleCommandSettings, args, flags=SAMPLE_FLAGS)
+    settings = resolve(SampleCommandSettings, args, flags=True)
     check_sample_settings(settings)
     if args.dry_run:
         print_settings(settings)
@@ -217,7 +213,8 @@ def add_run_folder_arguments(
 
 
 def add_student_arguments(parser: argparse.ArgumentParser) -> None:
-    """The export and how the stock pipeline samples it (``sample`` and ``generate``; ``STUDENT_FLAGS``)."""
+    """The export and how the stock pipeline samples it (``sample`` and ``generate``; their
+    settings' ``StudentSettings``)."""
     parser.add_argument("--lora", "--export", dest="lora", type=Path, help="an apexgen export folder (required)")
     parser.add_argument(
         "--steps", type=at_least_one, help="steps (NFE): one the export has settings for (1, 2 or 4; default 1)"

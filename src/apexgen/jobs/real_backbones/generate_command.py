@@ -9,7 +9,6 @@ from pathlib import Path
 
 from apexgen.jobs.real_backbones.command_settings import GENERATE_IMAGES
 from apexgen.jobs.real_backbones.commands import (
-    STUDENT_FLAGS,
     add_run_folder_arguments,
     add_student_arguments,
     at_least_one,
@@ -19,14 +18,13 @@ from apexgen.jobs.real_backbones.commands import (
 )
 from apexgen.settings_layers import add_config_arguments, print_settings, resolve
 
-GENERATE_FLAGS = (*STUDENT_FLAGS, "model", "prompts", "format", "out", "seeds", "images", "seed", "batch")
 GENERATE_OVERRIDE_EXAMPLE = "steps=2 seeds=[0,1,2,3] batch=2"
 
 
 def generate_command(args: argparse.Namespace) -> int:
     from apexgen.jobs.real_backbones.command_settings import GenerateCommandSettings
 
-    chosen = resolve(GenerateCommandSettings, args, flags=GENERATE_FLAGS)
+    chosen = resolve(GenerateCommandSettings, args, flags=True)
     if chosen.device is not None:
         check_device(chosen.device)
     if args.dry_run:
