@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from apexgen.data.fashion_mnist import FashionMNISTConfig, load_config_split
+from apexgen.data.fashion_mnist import load_split
 from apexgen.eval.diversity import within_groups
 from apexgen.jobs.pixel.config import GUIDANCE
 from apexgen.jobs.pixel.generate import generate
@@ -45,7 +45,7 @@ def main() -> None:
     for nfe in (50, 1):
         images = generate(teacher, "teacher", nfe, prompts.embeddings, index, prompts.null, GUIDANCE, 0, 200).images
         result[f"teacher_nfe{nfe}"] = summary(torch.cat(list(within_groups(images, index).values())))
-    test = load_config_split(FashionMNISTConfig(), "test")
+    test = load_split("test")
     count = min(args.samples, len(test))
     result["real_test_within_class"] = summary(
         torch.cat(list(within_groups(test.images[:count], test.labels[:count]).values()))

@@ -7,6 +7,7 @@ import torch
 
 from apexgen.cli import main
 from apexgen.condition import TextCondition
+from apexgen.data.fashion_mnist import IMAGE_SHAPE
 from apexgen.eval.fid import inception_features
 from apexgen.jobs.pixel.config import TeacherModelConfig
 from apexgen.jobs.pixel.generate import generate
@@ -23,7 +24,7 @@ def prompts(count: int) -> TextCondition:
 
 def test_generation_and_inception_features_show_bars_and_closing_lines(capsys, caplog, monkeypatch):
     monkeypatch.setenv(PROGRESS_VARIABLE, "1")
-    model, embeddings = new_teacher(TINY_MODEL, seed=0).eval(), prompts(2)
+    model, embeddings = new_teacher(TINY_MODEL, IMAGE_SHAPE, seed=0).eval(), prompts(2)
     with caplog.at_level(logging.INFO):
         images = generate(model, "student", 1, embeddings, torch.tensor([0, 1, 0]), embeddings.rows([0]), 1.0, 0, 2)
         inception_features(images.images[:2], batch_size=1)
@@ -39,7 +40,7 @@ def test_generation_and_inception_features_show_bars_and_closing_lines(capsys, c
 
 def test_bars_can_be_switched_off_for_the_whole_command(monkeypatch, capsys):
     monkeypatch.setenv(PROGRESS_VARIABLE, "1")
-    model, embeddings = new_teacher(TINY_MODEL, seed=0).eval(), prompts(2)
+    model, embeddings = new_teacher(TINY_MODEL, IMAGE_SHAPE, seed=0).eval(), prompts(2)
     generate(model, "student", 1, embeddings, torch.tensor([0, 1, 0]), embeddings.rows([0]), 1.0, 0, 2)
     assert "generating (student, NFE 1)" in capsys.readouterr().err
     assert main(["--no-progress", "toy", "--dry-run"]) == 0

@@ -5,14 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from apexgen.config import ConfigError, build
 from apexgen.data.fashion_mnist import (
     CLASS_NAMES,
     DEFAULT_DATA_DIR,
     DatasetCorruptError,
     DatasetMissingError,
-    FashionMNISTConfig,
-    load_config_split,
     load_split,
     split_paths,
 )
@@ -54,12 +51,10 @@ def test_loads_pads_and_scales(tiny):
     assert data.class_names == CLASS_NAMES and len(CLASS_NAMES) == 10
 
 
-def test_limit_and_config(tiny):
+def test_limit(tiny):
     directory, _, labels = tiny
-    data = load_config_split(FashionMNISTConfig(data_dir=str(directory), limit=2), "train")
+    data = load_split("train", directory, limit=2)
     assert len(data) == 2 and data.labels.tolist() == labels[:2].tolist()
-    with pytest.raises(ConfigError, match="limit"):
-        build(FashionMNISTConfig, {"limit": -1})
 
 
 def test_missing_file_names_it_and_the_install_command(tmp_path):

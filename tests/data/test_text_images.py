@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from apexgen.condition import TextCondition
-from apexgen.data.fashion_mnist import FashionMNISTConfig, LabelledImages, split_paths
+from apexgen.data.fashion_mnist import LabelledImages, load_split, split_paths
 from apexgen.data.prompts import TRAIN, PromptTable
-from apexgen.data.text_images import ClassPromptStream, fashion_mnist_stream, prompt_embeddings
+from apexgen.data.text_images import ClassPromptStream, class_prompt_stream, prompt_embeddings
 from apexgen.text import NULL_PROMPT
 
 
@@ -96,7 +96,7 @@ def test_too_small_data_is_an_error():
 @pytest.mark.skipif(not split_paths("train")[0].is_file(), reason="Fashion-MNIST is not installed")
 def test_fashion_mnist_stream_encodes_train_prompts_once():
     encoder = RowEncoder()
-    data_stream = fashion_mnist_stream(FashionMNISTConfig(limit=64), encoder, batch_size=8, seed=0)
+    data_stream = class_prompt_stream(load_split("train", limit=64), encoder, batch_size=8, seed=0)
     batch = next(data_stream)
     assert batch.x0.shape == (8, 1, 32, 32) and -1 <= batch.x0.min() and batch.x0.max() <= 1
     assert encoder.seen == list(PromptTable.of(TRAIN).prompts) + [NULL_PROMPT]

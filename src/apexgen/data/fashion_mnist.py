@@ -17,8 +17,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from apexgen.config import require, require_non_negative
-
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = "install it with `sudo apt-get install dataset-fashion-mnist` (or `make data`)"
 REINSTALL_HINT = "reinstall it with `sudo apt-get install --reinstall dataset-fashion-mnist`"
@@ -38,6 +36,7 @@ IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 IMAGE_HEADER_BYTES, LABEL_HEADER_BYTES = 16, 8
 NATIVE_SIZE = 28
 IMAGE_SIZE = 32  # padded so that patch sizes 2, 4 and 8 and two 2× downsamplings divide it
+IMAGE_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # (channels, height, width) of the images as loaded
 BACKGROUND = 0  # the uint8 value of Fashion-MNIST's black background
 SPLIT_FILES = {"train": "train", "test": "t10k"}
 
@@ -50,16 +49,6 @@ class DatasetMissingError(FileNotFoundError):
 
 class DatasetCorruptError(ValueError):
     """A dataset file exists but cannot be read or does not hold what its format promises."""
-
-
-@dataclass(frozen=True)
-class FashionMNISTConfig:
-    data_dir: str = DEFAULT_DATA_DIR
-    limit: int = 0  # use only the first `limit` images of a split (quick runs); 0 = all
-
-    def check(self) -> None:
-        require(bool(self.data_dir), "data_dir", "must name the folder with the idx .gz files")
-        require_non_negative(self, "limit")
 
 
 @dataclass(frozen=True)
@@ -154,7 +143,3 @@ def load_split(split: Split, data_dir: str | Path = DEFAULT_DATA_DIR, limit: int
     if limit > 0:
         images, labels = images[:limit], labels[:limit]
     return LabelledImages(to_model_range(images), torch.from_numpy(labels.astype(np.int64)))
-
-
-def load_config_split(config: FashionMNISTConfig, split: Split) -> LabelledImages:
-    return load_split(split, config.data_dir, config.limit)

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -139,14 +140,14 @@ class ImageFolderReader(Reader):
         return len(self.entries)
 
     def records(self) -> Iterator[Record]:
-        for index, (line, file_name, text) in enumerate(self.entries):
-            yield Record(index, text, self.path / file_name, f"{file_name} (line {line} of {METADATA_FILE})")
+        for index, entry in enumerate(self.entries):
+            yield Record(index, entry.text, self.path / entry.file_name, entry.source)
 
     def identity(self) -> dict:
         files = hashlib.sha256()
-        for _, file_name, _ in self.entries:
-            stat = (self.path / file_name).stat()
-            files.update(f"{file_name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        for entry in self.entries:
+            stat = (self.path / entry.file_name).stat()
+            files.update(f"{entry.file_name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         metadata = hashlib.sha256((self.path / METADATA_FILE).read_bytes()).hexdigest()
         return {
             "kind": "imagefolder",
@@ -156,8 +157,20 @@ class ImageFolderReader(Reader):
         }
 
 
-def read_metadata(folder: Path, text_column: str) -> list[tuple[int, str, str]]:
-    """(line number, file name, caption) of every line of ``folder/metadata.jsonl``, all checked."""
+class MetadataEntry(NamedTuple):
+    line: int  # in metadata.jsonl, from 1
+    file_name: str
+    text: str
+    label: str | None  # the value under ``label_column`` (as text), None where the line has none
+
+    @property
+    def source(self) -> str:
+        return f"{self.file_name} (line {self.line} of {METADATA_FILE})"
+
+
+def read_metadata(folder: Path, text_column: str, label_column: str | None = None) -> list[MetadataEntry]:
+    """Every line of ``folder/metadata.jsonl``, all checked; a class under ``label_column`` (a string or an
+    integer) is read where a line has one."""
     expected = f'one JSON object per line like {{"{FILE_NAME_KEY}": "0001.png", "{text_column}": "a red bicycle"}}'
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
@@ -182,13 +195,22 @@ def read_metadata(folder: Path, text_column: str) -> list[tuple[int, str, str]]:
             raise DataError(f"{where}: '{FILE_NAME_KEY}' and '{text_column}' must be strings; expected {expected}")
         if not (folder / file_name).is_file():
             missing.append(f"{file_name} (line {number})")
-        entries.append((number, file_name, text))
+        entries.append(MetadataEntry(number, file_name, text, read_label(entry, label_column, where)))
     if missing:
         shown = ", ".join(missing[:EXAMPLES_SHOWN])
         raise DataError(f"{metadata} lists {len(missing)} files that do not exist in {folder}: {shown}")
     if not entries:
         raise DataError(f"{metadata} is empty; expected {expected}")
     return entries
+
+
+def read_label(entry: dict, label_column: str | None, where: str) -> str | None:
+    if label_column is None or label_column not in entry:
+        return None
+    label = entry[label_column]
+    if isinstance(label, bool) or not isinstance(label, (str, int)):
+        raise DataError(f"{where}: the class '{label_column}' must be a string or an integer, got {label!r}")
+    return str(label)
 
 
 class PromptReader(Reader):

@@ -128,13 +128,14 @@ def train_network(config: ClassifierConfig, data: LabelledImages, classes: int) 
     rng = torch.Generator().manual_seed(config.seed)
     network = seeded_network(config.channels, classes, data.images.shape[1], data.images.shape[-1], rng)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * (len(data) // config.batch_size)
+    batch_size = min(config.batch_size, len(data))  # a small training split still gets a step per epoch
+    steps = config.epochs * (len(data) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=max(steps, 1), pct_start=0.15)
     network.train()
     for epoch in range(config.epochs):
         order = torch.randperm(len(data), generator=rng)
-        for start in range(0, len(data) - config.batch_size + 1, config.batch_size):
-            index = order[start : start + config.batch_size]
+        for start in range(0, len(data) - batch_size + 1, batch_size):
+            index = order[start : start + batch_size]
             loss = F.cross_entropy(network(data.images[index]), data.labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

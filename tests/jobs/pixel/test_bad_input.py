@@ -12,6 +12,7 @@ import torch
 from apexgen.backbones.lora import LoRAConfig, add_lora
 from apexgen.cli import main
 from apexgen.config import ConfigError, load
+from apexgen.data.fashion_mnist import IMAGE_SHAPE
 from apexgen.export import export_lora
 from apexgen.jobs.pixel.config import T2IConfig, TeacherModelConfig
 from apexgen.jobs.pixel.models import ModelFileError, load_student, load_teacher, new_teacher, save_teacher
@@ -23,7 +24,7 @@ TINY_MODEL = TeacherModelConfig(num_layers=1, num_attention_heads=2, attention_h
 
 @pytest.fixture
 def teacher_dir(tmp_path):
-    save_teacher(new_teacher(TINY_MODEL, seed=0), tmp_path / "teacher", {})
+    save_teacher(new_teacher(TINY_MODEL, IMAGE_SHAPE, seed=0), tmp_path / "teacher", {})
     return tmp_path / "teacher"
 
 
@@ -57,7 +58,9 @@ def test_missing_teacher_folder_says_how_to_make_one(tmp_path):
 def test_lora_of_another_shape_is_rejected(tmp_path, teacher_dir):
     other = tmp_path / "other"
     save_teacher(
-        new_teacher(TeacherModelConfig(num_layers=1, num_attention_heads=2, attention_head_dim=8), 0), other, {}
+        new_teacher(TeacherModelConfig(num_layers=1, num_attention_heads=2, attention_head_dim=8), IMAGE_SHAPE, 0),
+        other,
+        {},
     )
     student = load_teacher(other)
     add_lora(student, LoRAConfig(rank=4, alpha=4))
@@ -115,7 +118,7 @@ def tiny_distill(tmp_path: Path, teacher: Path, *extra: str) -> list[str]:
 
 
 def test_nan_in_the_teachers_weights_is_blamed_on_the_weights_not_the_learning_rate(tmp_path, caplog):
-    teacher = new_teacher(TINY_MODEL, seed=0)
+    teacher = new_teacher(TINY_MODEL, IMAGE_SHAPE, seed=0)
     with torch.no_grad():
         teacher.transformer.proj_out.weight[0, 0] = float("nan")
     save_teacher(teacher, tmp_path / "teacher", {})

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from apexgen.cli import main
 from apexgen.export import LORA_WEIGHTS
+from apexgen.jobs.pixel.data import open_data
 from apexgen.jobs.pixel.evaluate import weights_fingerprint
 from apexgen.jobs.pixel.prompts import evaluation_prompts
 from apexgen.text import text_encoder
@@ -133,6 +134,7 @@ class LabelledScorer:
     def __init__(self, config):
         self.config, self.prompts = config, evaluation_prompts(text_encoder(config.text))
         self.classifier = SimpleNamespace(report=SimpleNamespace(test_accuracy=1.0))
+        self.data, self.reference, self.near_duplicate_distance = open_data(config.data), SimpleNamespace(count=1), 6.0
 
     def score(self, candidate, nfe: int) -> dict:
         measures = ("fid", "accuracy", "diversity", "pixel_diversity", "near_duplicates", "seconds_per_image")

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from apexgen.backbones.lora import LoRAConfig
-from apexgen.config import require, require_positive
-from apexgen.data.fashion_mnist import FashionMNISTConfig
+from apexgen.config import ConfigError, require, require_positive
 from apexgen.data.prompts import HELD_OUT
 from apexgen.eval.classifier import ClassifierConfig
 from apexgen.eval.fid import FIDConfig
 from apexgen.flow import TimeSampler
+from apexgen.jobs.pixel.data import PixelDataConfig
 from apexgen.objectives import STUDENT_METHODS, MethodsConfig, require_batch_fits
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.consistency import ConsistencyConfig
@@ -35,25 +35,31 @@ APEX_GUIDANCE = 2.0
 
 @dataclass(frozen=True)
 class TeacherModelConfig:
-    """A small ``SD3Transformer2DModel`` in pixel space (1 channel, 32×32; 4×4 patches: 64 image tokens,
-    which keeps a training step under a second on 2 CPU cores)."""
+    """A small ``SD3Transformer2DModel`` in pixel space, of the data's channels and size (Fashion-MNIST: 1
+    channel, 32×32; 4×4 patches: 64 image tokens, which keeps a training step under a second on 2 CPU cores)."""
 
-    sample_size: int = 32
     patch_size: int = 4
     num_layers: int = 4
     attention_head_dim: int = 32
     num_attention_heads: int = 4
 
     def check(self) -> None:
-        require_positive(self, "sample_size", "patch_size", "num_layers", "attention_head_dim", "num_attention_heads")
-        require(self.sample_size % self.patch_size == 0, "patch_size", "must divide sample_size")
+        require_positive(self, "patch_size", "num_layers", "attention_head_dim", "num_attention_heads")
 
-    def diffusers_config(self) -> dict:
+    def diffusers_config(self, image_shape: tuple[int, int, int]) -> dict:
+        """The transformer's config for images of ``image_shape`` (channels, side, side)."""
+        channels, side, _ = image_shape
+        if side % self.patch_size:
+            raise ConfigError(
+                "model.patch_size",
+                f"{self.patch_size} does not divide the data's image side {side}: set model.patch_size to a divisor "
+                "or data.resolution to a multiple of it",
+            )
         return {
-            "sample_size": self.sample_size,
+            "sample_size": side,
             "patch_size": self.patch_size,
-            "in_channels": 1,
-            "out_channels": 1,
+            "in_channels": channels,
+            "out_channels": channels,
             "num_layers": self.num_layers,
             "attention_head_dim": self.attention_head_dim,
             "num_attention_heads": self.num_attention_heads,
@@ -61,7 +67,7 @@ class TeacherModelConfig:
             # the projected text tokens join the image tokens' stream, so they share its width
             "caption_projection_dim": self.num_attention_heads * self.attention_head_dim,
             "pooled_projection_dim": TEXT_DIM,
-            "pos_embed_max_size": self.sample_size // self.patch_size,
+            "pos_embed_max_size": side // self.patch_size,
         }
 
 
@@ -130,12 +136,7 @@ class EvalConfig:
     seed: int = 0
 
     def check(self) -> None:
-        held_out = len(HELD_OUT.all_prompts())
-        require(
-            self.fid.samples >= 2 * held_out,
-            "fid.samples",
-            f"must be ≥ {2 * held_out}: diversity needs 2 images for each of the {held_out} held-out prompts",
-        )
+        require(self.fid.samples >= 2, "fid.samples", "must be ≥ 2: diversity needs 2 images of a prompt")
         require_positive(self, "batch_size", "grid_seeds")
         for name in ("teacher_nfe", "student_nfe"):
             values = getattr(self, name)
@@ -145,7 +146,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class T2IConfig:
-    data: FashionMNISTConfig = field(default_factory=FashionMNISTConfig)
+    data: PixelDataConfig = field(default_factory=PixelDataConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     model: TeacherModelConfig = field(default_factory=TeacherModelConfig)
     teacher: TrainConfig = field(default_factory=default_teacher_training)
@@ -156,6 +157,13 @@ class T2IConfig:
     RENAMED_KEYS: ClassVar[dict[str, str]] = {"method": "methods"}
 
     def check(self) -> None:
+        if self.data.kind == "fashion_mnist":
+            held_out = len(HELD_OUT.all_prompts())
+            require(
+                self.eval.fid.samples >= 2 * held_out,
+                "eval.fid.samples",
+                f"must be ≥ {2 * held_out}: diversity needs 2 images for each of the {held_out} held-out prompts",
+            )
         require_batch_fits(self.distill.method, self.methods, self.distill.train.batch_size, "distill.train.batch_size")
 
 

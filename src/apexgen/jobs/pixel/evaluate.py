@@ -1,8 +1,8 @@
 """``apexgen eval``: every model at every NFE on the held-out prompts, with the same noise: FID against the
-Fashion-MNIST test split (bundled Inception-v3), prompt adherence (the in-project classifier's accuracy on
-the prompt's class), diversity within a prompt (mean pairwise Inception-feature distance and pixel
-distance), the share of near-duplicate pairs within a prompt (collapse) and seconds per image. Sample grids
-per model.
+held-out images (the Fashion-MNIST test split, or a folder's held-out split; bundled Inception-v3), prompt
+adherence where the data has classes (the in-project classifier's accuracy on the prompt's class),
+diversity within a prompt (mean pairwise Inception-feature distance and pixel distance), the share of
+near-duplicate pairs within a prompt (collapse) and seconds per image. Sample grids per model.
 
 Each scored row is also kept in ``rows/`` under the output folder with what it was measured with (the
 evaluation and text settings, the method, NFE and a hash of the network's weights); a rerun with the same
@@ -15,29 +15,29 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from apexgen.data.fashion_mnist import load_split
 from apexgen.eval.classifier import PromptClassifier, load_classifier, load_or_train_classifier
 from apexgen.eval.diversity import near_duplicate_share, prompt_diversity
 from apexgen.eval.fid import (
     FeatureStatistics,
-    ReferenceImages,
     feature_statistics,
     frechet_distance,
     inception_features,
     reference_statistics,
 )
 from apexgen.jobs.pixel.config import T2IConfig
+from apexgen.jobs.pixel.data import PixelData, open_data
 from apexgen.jobs.pixel.generate import Sampler, generate
 from apexgen.jobs.pixel.models import SHIPPED_CLASSIFIER, TEACHER_INFO, load_student, load_teacher, shipped_asset
-from apexgen.jobs.pixel.prompts import EvaluationPrompts, evaluation_prompts
+from apexgen.jobs.pixel.prompts import EvaluationPrompts
 from apexgen.jobs.pixel.run_folders import read_student_run
-from apexgen.jobs.pixel.train import preview_grid
+from apexgen.jobs.pixel.train import check_fits, preview_grid
 from apexgen.text import text_encoder
 from apexgen.train.run_folder import EXPORT_FOLDER
 
@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 
 # Two images of one prompt closer than this in pixels (L2 over 32×32 in [−1, 1]; RMS 0.19 per pixel) count as
 # near-duplicates: 0.3 % of the shipped teacher's NFE-50 pairs and 0.2 % of real within-class test pairs are
-# (benchmarks/near_duplicate_threshold.py, results/near_duplicates.json; N = 1,200).
+# (benchmarks/near_duplicate_threshold.py, results/near_duplicates.json; N = 1,200). Images of another size
+# or channel count keep the RMS: the distance scales with the square root of their values per image.
 NEAR_DUPLICATE_PIXEL_DISTANCE = 6.0
+NEAR_DUPLICATE_RMS = NEAR_DUPLICATE_PIXEL_DISTANCE / 32
 # What a row measures; part of its key, so that a row kept before a metric existed is scored again.
 METRICS = ("fid", "accuracy", "diversity", "pixel_diversity", "near_duplicates", "seconds_per_image")
 
@@ -96,12 +98,18 @@ def student_candidate(teacher_dir: Path, run_dir: Path, config: T2IConfig) -> Ca
 
 @dataclass
 class Scorer:
-    """What every row is measured against: the prompts, the FID reference and the classifier."""
+    """What every row is measured against: the prompts, the FID reference and the classifier (None: the
+    data has no classes)."""
 
     prompts: EvaluationPrompts
     reference: FeatureStatistics
-    classifier: PromptClassifier
+    classifier: PromptClassifier | None
     config: T2IConfig
+    data: PixelData
+
+    @property
+    def near_duplicate_distance(self) -> float:
+        return NEAR_DUPLICATE_RMS * math.prod(self.data.image_shape) ** 0.5
 
     def score(self, candidate: Candidate, nfe: int) -> dict:
         settings = self.config.eval
@@ -124,10 +132,10 @@ class Scorer:
             "nfe": nfe,
             "forward_passes": nfe * (2 if candidate.sampler == "teacher" and settings.guidance != 1 else 1),
             "fid": fid,
-            "accuracy": self.classifier.accuracy(generated.images, self.prompts.labels[index]),
+            "accuracy": self.accuracy(generated.images, index),
             "diversity": prompt_diversity(features, index).mean,
             "pixel_diversity": prompt_diversity(generated.images, index).mean,
-            "near_duplicates": near_duplicate_share(generated.images, index, NEAR_DUPLICATE_PIXEL_DISTANCE),
+            "near_duplicates": near_duplicate_share(generated.images, index, self.near_duplicate_distance),
             "seconds_per_image": generated.seconds_per_image,
             "train_seconds": candidate.train_seconds,
             "peak_memory_mb": candidate.peak_memory_mb,
@@ -135,17 +143,22 @@ class Scorer:
             "samples": settings.fid.samples,
         }
         log.info(
-            "%s NFE %d: FID %.2f, accuracy %.3f, diversity %.2f (pixels %.2f, near-duplicates %.1f %%), %.4f s/image",
+            "%s NFE %d: FID %.2f, accuracy %s, diversity %.2f (pixels %.2f, near-duplicates %.1f %%), %.4f s/image",
             candidate.method,
             nfe,
             row["fid"],
-            row["accuracy"],
+            "—" if row["accuracy"] is None else f"{row['accuracy']:.3f}",
             row["diversity"],
             row["pixel_diversity"],
             100 * row["near_duplicates"],
             row["seconds_per_image"],
         )
         return row
+
+    def accuracy(self, images: torch.Tensor, index: torch.Tensor) -> float | None:
+        if self.classifier is None:
+            return None
+        return self.classifier.accuracy(images, self.prompts.labels[index])
 
 
 def weights_fingerprint(network: nn.Module) -> str:
@@ -157,8 +170,9 @@ def weights_fingerprint(network: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def row_key(candidate: Candidate, nfe: int, config: T2IConfig) -> dict:
+def row_key(candidate: Candidate, nfe: int, judge: Scorer) -> dict:
     """Everything a row's figures depend on (the NFE lists and grid size of the run do not)."""
+    config = judge.config
     settings = dataclasses.asdict(config.eval)
     for name in ("teacher_nfe", "student_nfe", "grid_seeds"):
         settings.pop(name)
@@ -169,6 +183,7 @@ def row_key(candidate: Candidate, nfe: int, config: T2IConfig) -> dict:
         "weights": weights_fingerprint(candidate.network),
         "eval": settings,
         "text": dataclasses.asdict(config.text),
+        "data": judge.data.name,
     }
 
 
@@ -189,7 +204,7 @@ def kept_row(path: Path) -> dict | None:
 
 def kept_or_scored_row(judge: Scorer, candidate: Candidate, nfe: int, folder: Path) -> dict:
     """The row kept in ``folder`` for exactly this key, else a new score (then kept there)."""
-    key = json.loads(json.dumps(row_key(candidate, nfe, judge.config)))  # tuples → lists, as read back
+    key = json.loads(json.dumps(row_key(candidate, nfe, judge)))  # tuples → lists, as read back
     path = folder / f"{candidate.method}_nfe{nfe}.json"
     kept = kept_row(path)
     if kept is not None and kept.get("key") == key:
@@ -207,31 +222,33 @@ def kept_or_scored_row(judge: Scorer, candidate: Candidate, nfe: int, folder: Pa
     return row
 
 
-def prompt_classifier(config: T2IConfig) -> PromptClassifier:
-    """The classifier that ships in the package when it was trained with these settings, else the one in
-    ``eval.classifier.cache_dir`` (trained and cached there first if there is none)."""
-    shipped = shipped_asset(SHIPPED_CLASSIFIER)
+def prompt_classifier(config: T2IConfig, data: PixelData) -> PromptClassifier | None:
+    """None when the data has no classes; else the classifier that ships in the package when it was trained on
+    this data with these settings, or the one cached for this data under ``eval.classifier.cache_dir``
+    (trained and cached there first if there is none)."""
+    if not data.has_classes:
+        log.info("the data has no classes: no accuracy is scored")
+        return None
+    shipped = shipped_asset(SHIPPED_CLASSIFIER) if data.shipped_classifier else None
+    settings = config.eval.classifier
     if shipped is not None:
         try:
-            return load_classifier(config.eval.classifier, shipped)
+            return load_classifier(settings, shipped)
         except ValueError as error:
             log.info("not using the shipped classifier (%s)", error)
-    data_dir = config.data.data_dir
-    return load_or_train_classifier(
-        config.eval.classifier, lambda limit: (load_split("train", data_dir, limit), load_split("test", data_dir))
-    )
-
-
-def fashion_mnist_test(data_dir: str) -> ReferenceImages:
-    """The FID reference of this job: the Fashion-MNIST test split."""
-    return ReferenceImages("fashion_mnist_test", lambda count: load_split("test", data_dir, limit=count).images)
+    if not data.shipped_classifier:  # one cache per data set (Fashion-MNIST's stays where it was)
+        settings = dataclasses.replace(settings, cache_dir=str(Path(settings.cache_dir) / data.name))
+    return load_or_train_classifier(settings, data.classifier_splits)
 
 
 def scorer(config: T2IConfig) -> Scorer:
-    encoder = text_encoder(config.text)
-    classifier = prompt_classifier(config)
-    reference = reference_statistics(config.eval.fid, fashion_mnist_test(config.data.data_dir))
-    return Scorer(evaluation_prompts(encoder), reference, classifier, config)
+    encoder, data = text_encoder(config.text), open_data(config.data)
+    classifier = prompt_classifier(config, data)
+    reference, count = data.reference(config.eval.fid.samples)
+    if count < config.eval.fid.samples:
+        log.info("FID reference: all %d held-out images (fewer than the %d generated)", count, config.eval.fid.samples)
+    statistics = reference_statistics(dataclasses.replace(config.eval.fid, samples=count), reference)
+    return Scorer(data.prompts(encoder), statistics, classifier, config, data)
 
 
 def evaluate(candidates: list[Candidate], config: T2IConfig, out: Path) -> dict:
@@ -239,6 +256,8 @@ def evaluate(candidates: list[Candidate], config: T2IConfig, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     judge = scorer(config)
     rows = []
+    for candidate in candidates:
+        check_fits(candidate.network, judge.data, f"the model {candidate.method!r}")
     for candidate in candidates:
         candidate.network.eval()
         for nfe in candidate.nfe:
@@ -254,10 +273,13 @@ def evaluate(candidates: list[Candidate], config: T2IConfig, out: Path) -> dict:
         )
     report = {
         "rows": rows,
-        "classifier_test_accuracy": judge.classifier.report.test_accuracy,
+        "data": judge.data.title,
+        "reference": judge.data.reference_title,
+        "reference_samples": judge.reference.count,
+        "classifier_test_accuracy": judge.classifier.report.test_accuracy if judge.classifier else None,
         "samples": config.eval.fid.samples,
         "guidance": config.eval.guidance,
-        "near_duplicate_distance": NEAR_DUPLICATE_PIXEL_DISTANCE,
+        "near_duplicate_distance": judge.near_duplicate_distance,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -12,22 +12,22 @@ import torch
 
 from apexgen import seeding
 from apexgen.condition import TextCondition
+from apexgen.jobs.pixel.models import image_shape
 from apexgen.progress import progress_bar
 from apexgen.sampling import euler_sample, few_step_sample, one_step_sample
 
 log = logging.getLogger(__name__)
 
 Sampler = Literal["teacher", "student"]
-IMAGE_SHAPE = (1, 32, 32)
 
 
 @dataclass
 class Generated:
-    images: torch.Tensor  # (N, 1, 32, 32) in model range, clamped to [-1, 1]
+    images: torch.Tensor  # (N, C, H, W) in model range, clamped to [-1, 1]
     seconds_per_image: float
 
 
-def noise_for(indices: torch.Tensor, seed: int, shape: tuple[int, ...] = IMAGE_SHAPE) -> torch.Tensor:
+def noise_for(indices: torch.Tensor, seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """The initial noise of image ``i`` depends only on (seed, i): every model starts from the same noise."""
     return torch.stack([torch.randn(shape, generator=seeding.IMAGE_NOISE.generator(seed, int(i))) for i in indices])
 
@@ -52,7 +52,7 @@ def generate(
     name = f"{sampler}, NFE {nfe}"
     for start in progress_bar(starts, f"generating ({name})", unit="batch", shown=len(starts) > 1):
         index = torch.arange(start, min(start + batch_size, len(prompt_index)))
-        noise, cond = noise_for(index, seed), embeddings.rows(prompt_index[index])
+        noise, cond = noise_for(index, seed, image_shape(model)), embeddings.rows(prompt_index[index])
         if sampler == "teacher":
             x = euler_sample(model, noise, cond, nfe, guidance, null.expand_rows(len(index)))
         elif nfe == 1:

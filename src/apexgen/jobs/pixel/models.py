@@ -57,9 +57,17 @@ def teacher_folder(path: Path | None) -> Path:
     return shipped
 
 
-def new_teacher(model: TeacherModelConfig, seed: int) -> SD3Backbone:
+def new_teacher(model: TeacherModelConfig, image_shape: tuple[int, int, int], seed: int) -> SD3Backbone:
+    """A new teacher for images of ``image_shape`` (channels, side, side), initialised from ``seed``."""
+    config = model.diffusers_config(image_shape)
     with seeded_global_rng(seed):  # parameter initialisation
-        return SD3Backbone.from_config(model.diffusers_config())
+        return SD3Backbone.from_config(config)
+
+
+def image_shape(model: SD3Backbone) -> tuple[int, int, int]:
+    """(channels, side, side) of the images a teacher or student of this job draws."""
+    config = model.transformer.config
+    return (config.in_channels, config.sample_size, config.sample_size)
 
 
 def save_teacher(teacher: SD3Backbone, directory: Path, info: dict) -> None:

@@ -19,7 +19,7 @@ def table(rows: list[dict]) -> str:
             r["method"],
             r["nfe"],
             f"{r['fid']:.2f}",
-            f"{r['accuracy']:.3f}",
+            "—" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
             f"{r['diversity']:.2f}",
             f"{r['pixel_diversity']:.2f}",
             f"{100 * r['near_duplicates']:.1f} %",
@@ -79,18 +79,24 @@ def write_report(report: dict, histories: dict[str, list[dict]], out: Path, comm
     """report.md beside report.json, with the table, the grids and the plots."""
     rows = report["rows"]
     fid_plot = plot_fid_against_nfe(rows, out / "fid_vs_nfe.png")
+    accuracy = report["classifier_test_accuracy"]
+    adherence = (
+        "accuracy = the in-project classifier's agreement with the prompt's class (its own test accuracy: "
+        f"{accuracy:.3f})"
+        if accuracy is not None
+        else "no accuracy (the data has no classes)"
+    )
     lines = [
-        "# apexgen text-to-image report (Fashion-MNIST, held-out prompts)",
+        f"# apexgen text-to-image report ({report['data']}, held-out prompts)",
         "",
         f"Command: `{command}`",
         "",
-        f"FID against the Fashion-MNIST test split with {report['samples']} generated images per row (bundled "
-        f"Inception-v3); accuracy = the in-project classifier's agreement with the prompt's class (its own test "
-        f"accuracy: {report['classifier_test_accuracy']:.3f}); diversity = mean pairwise Inception-feature distance "
-        "within a prompt, pixel diversity the same in pixels, near-duplicates the share of a prompt's pairs closer "
-        f"than {report['near_duplicate_distance']:g} in pixels (rare for the teacher at NFE 50; a collapsed generator "
-        f"scores high); the teacher samples with CFG {report['guidance']} (two network calls per step), the "
-        "students with guidance off.",
+        f"FID against {report['reference']} ({report['reference_samples']} images) with {report['samples']} "
+        f"generated images per row (bundled Inception-v3); {adherence}; diversity = mean pairwise Inception-feature "
+        "distance within a prompt, pixel diversity the same in pixels, near-duplicates the share of a prompt's pairs "
+        f"closer than {report['near_duplicate_distance']:.3g} in pixels (rare for the teacher at NFE 50; a collapsed "
+        f"generator scores high); the teacher samples with CFG {report['guidance']} (two network calls per step), "
+        "the students with guidance off.",
         "",
         table(rows),
         "",
@@ -102,7 +108,8 @@ def write_report(report: dict, histories: dict[str, list[dict]], out: Path, comm
         lines += [f"![training curves]({curves.name})", ""]
     for grid in sorted(out.glob("grid_*.png")):
         lines += [
-            f"**{grid.stem.removeprefix('grid_')}** (rows: classes; columns: seeds)",
+            f"**{grid.stem.removeprefix('grid_')}** (rows: {'classes' if accuracy is not None else 'prompts'}; "
+            "columns: seeds)",
             "",
             f"![{grid.stem}]({grid.name})",
             "",

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 from apexgen.config import to_dict
-from apexgen.data.text_images import fashion_mnist_stream
 from apexgen.export import TRANSFORMER_FOLDER, export_full, export_lora
 from apexgen.jobs.pixel.config import T2IConfig
+from apexgen.jobs.pixel.data import PixelData, open_data
 from apexgen.jobs.pixel.generate import generate
 from apexgen.jobs.pixel.images import save_grid
-from apexgen.jobs.pixel.models import make_student, new_teacher, save_teacher
-from apexgen.jobs.pixel.prompts import EvaluationPrompts, evaluation_prompts
+from apexgen.jobs.pixel.models import ModelFileError, image_shape, make_student, new_teacher, save_teacher
+from apexgen.jobs.pixel.prompts import EvaluationPrompts
 from apexgen.objectives import build_objective
 from apexgen.seeding import OBJECTIVE_INIT, seeded_global_rng
 from apexgen.text import text_encoder
@@ -52,14 +52,24 @@ def preview_grid(model, sampler: str, nfe: int, prompts: EvaluationPrompts, conf
     return save_grid(images, seeds, path)
 
 
+def check_fits(model, data: PixelData, what: str) -> None:
+    """A model draws images of one shape: refuse data of another before any training or scoring."""
+    if image_shape(model) != data.image_shape:
+        raise ModelFileError(
+            f"{what} draws {'×'.join(map(str, image_shape(model)))} images, {data.title} holds "
+            f"{'×'.join(map(str, data.image_shape))}: pass a teacher trained on this data (`apexgen train-teacher` "
+            "with the same data settings)"
+        )
+
+
 def train_teacher(config: T2IConfig, out: Path, resume: bool = False, overwrite: bool = False) -> TrainResult:
     started = time.perf_counter()
     check_run_folder(out, resume, overwrite)
-    encoder = text_encoder(config.text)
-    teacher = new_teacher(config.model, config.teacher.seed)
+    encoder, data = text_encoder(config.text), open_data(config.data)
+    teacher = new_teacher(config.model, data.image_shape, config.teacher.seed)
     objective = build_objective("flow_matching", config.methods, teacher, None)
-    stream = fashion_mnist_stream(config.data, encoder, config.teacher.batch_size, config.teacher.seed)
-    prompts = evaluation_prompts(encoder)
+    stream = data.stream(encoder, config.teacher.batch_size, config.teacher.seed)
+    prompts = data.prompts(encoder)
     trainer = Trainer(objective, stream, config.teacher, out_dir=out, description="teacher", steps_key="teacher.steps")
 
     def preview(step: int) -> None:
@@ -107,12 +117,13 @@ def distill(
     started = time.perf_counter()
     check_run_folder(out, resume, overwrite)
     settings = config.distill
-    encoder = text_encoder(config.text)
+    encoder, data = text_encoder(config.text), open_data(config.data)
     networks = make_student(teacher_dir, settings, config.methods)
+    check_fits(networks.student, data, f"the teacher in {teacher_dir}")
     with seeded_global_rng(OBJECTIVE_INIT.seed(settings.train.seed)):  # e.g. DMD2's discriminator head
         objective = build_objective(settings.method, config.methods, networks.student, networks.teacher, networks.fake)
-    stream = fashion_mnist_stream(config.data, encoder, settings.train.batch_size, settings.train.seed)
-    prompts = evaluation_prompts(encoder)
+    stream = data.stream(encoder, settings.train.batch_size, settings.train.seed)
+    prompts = data.prompts(encoder)
     steps_key = "distill.train.steps"
     trainer = Trainer(objective, stream, settings.train, out_dir=out, description=settings.method, steps_key=steps_key)
 
