@@ -5,6 +5,7 @@ an evaluation against the folder's held-out split, with accuracy only where the 
 import json
 
 import pytest
+from PIL import Image
 
 from apexgen.cli import main
 from apexgen.jobs.pixel.evaluate import NEAR_DUPLICATE_RMS
@@ -60,7 +61,16 @@ def test_evaluation_is_against_the_held_out_split_with_accuracy_from_the_folders
     assert [(r["method"], r["nfe"]) for r in report["rows"]] == [("teacher", 1), ("apex", 1)]
     assert all(0 <= r["accuracy"] <= 1 and r["fid"] > 0 for r in report["rows"])
     assert "held-out split of" in (root / "eval" / "report.md").read_text()
-    assert (root / "eval" / "grid_apex_nfe1.png").is_file()
+    with Image.open(root / "eval" / "grid_apex_nfe1.png") as grid:
+        assert grid.mode == "RGB"
+
+
+def test_the_stock_pipeline_samples_the_folders_student_in_colour(run, tmp_path):
+    root, _ = run
+    command = ["sample", "--teacher", str(root / "teacher"), "--lora", str(root / "apex" / "export")]
+    assert main([*command, "--prompt", "image 3", "--images", "2", "--out", str(tmp_path / "grid.png")]) == 0
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.mode == "RGB"
 
 
 def test_a_folder_without_classes_is_scored_without_accuracy(run):
