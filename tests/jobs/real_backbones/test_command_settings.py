@@ -84,6 +84,15 @@ def test_bench_and_export_by_overrides(capsys):
     assert dry_run(capsys, "export", "run=runs/a") == {"run": "runs/a", "out": None}
 
 
+def test_overrides_after_the_seeds_of_generate_are_overrides_and_a_bad_seed_is_named(capsys):
+    words = ["generate", "--model", "m", "--lora", "l", "--prompts", "p.jsonl", "--seeds", "3", "1"]
+    settings = dry_run(capsys, *words, "out=images", "steps=2")
+    assert settings["seeds"] == [3, 1] and settings["out"] == "images" and settings["steps"] == 2
+    with pytest.raises(SystemExit):
+        main([*words, "x", "--out", "o", "--dry-run"])
+    assert "argument --seeds: not a seed (an integer): 'x'" in capsys.readouterr().err
+
+
 def test_a_required_setting_missing_from_every_layer_exits_2(caplog):
     assert main(["generate", "--model", "m", "--lora", "l", "--prompts", "p.jsonl"]) == 2
     assert "config key 'out': required: the images folder; give --out or out=..." in caplog.text

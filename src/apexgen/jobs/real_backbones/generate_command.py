@@ -16,9 +16,20 @@ from apexgen.jobs.real_backbones.commands import (
     default_device,
     pipeline_dtype,
 )
-from apexgen.settings_layers import add_config_arguments, print_settings, resolve
+from apexgen.settings_layers import add_config_arguments, looks_like_override, print_settings, resolve
 
 GENERATE_OVERRIDE_EXAMPLE = "steps=2 seeds=[0,1,2,3] batch=2"
+
+
+def seed_or_override(word: str) -> int | str:
+    """A word after ``--seeds``: a seed, or a ``KEY=VALUE`` override that follows the seeds (argparse gives the
+    flag every word up to the next flag; ``settings_layers.given_flags`` moves the overrides out)."""
+    if looks_like_override(word):
+        return word
+    try:
+        return int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a seed (an integer): {word!r}") from None
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -72,7 +83,9 @@ def add_generate_command(commands) -> None:
     generate.add_argument("--format", choices=("geneval", "dpg"), help="default: .jsonl → geneval, folder/.csv → dpg")
     generate.add_argument("--out", type=Path, help="the images folder the scorer is given (required)")
     seeds = generate.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, nargs="+", help="one image per seed, the same seeds for every prompt")
+    seeds.add_argument(
+        "--seeds", type=seed_or_override, nargs="+", help="one image per seed, the same seeds for every prompt"
+    )
     seeds.add_argument(
         "--images",
         type=at_least_one,
