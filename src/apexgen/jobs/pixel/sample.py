@@ -4,7 +4,8 @@ LoRA through ``load_lora_weights`` (or its fully fine-tuned transformer), the ex
 call arguments. Two things differ from a latent-space SD3 model, because this one was trained in pixel
 space on MiniLM prompts: the prompt is encoded by MiniLM and passed as ``prompt_embeds`` /
 ``pooled_prompt_embeds`` (the pipeline has no text encoders), and there is no VAE, so the pipeline returns
-its denoised "latents" (``output_type="latent"``), which are the 1-channel images, saved as one PNG grid."""
+its denoised "latents" (``output_type="latent"``), which are the images (grey or RGB, as the teacher was
+trained), saved as one PNG grid."""
 
 from __future__ import annotations
 

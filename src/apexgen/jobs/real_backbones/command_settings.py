@@ -75,7 +75,8 @@ class SampleCommandSettings(StudentSettings):
         if self.teacher is not None and (self.resolution is not None or self.dtype is not None):
             raise ConfigError(
                 "",
-                "--resolution and --dtype apply to --model pipelines; the Fashion-MNIST teacher samples 32×32 in fp32",
+                "--resolution and --dtype apply to --model pipelines; a pixel-space teacher samples at its own size "
+                "in fp32",
             )
 
 
