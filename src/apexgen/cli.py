@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(toy, OVERRIDE_EXAMPLES["toy"])
     toy.set_defaults(handler=toy_command)
 
-    teacher = commands.add_parser("train-teacher", help="train the Fashion-MNIST text-to-image teacher (SD3 MMDiT)")
+    teacher = commands.add_parser(
+        "train-teacher", help="train the pixel-space teacher (SD3 MMDiT) on Fashion-MNIST or an image–text folder"
+    )
     teacher.add_argument("--out", type=Path, default=Path("runs/teacher"), help="output folder")
     add_run_folder_arguments(teacher, "--out")
     add_config_arguments(teacher, OVERRIDE_EXAMPLES["train-teacher"])
