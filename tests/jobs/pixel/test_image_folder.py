@@ -3,6 +3,7 @@ scale: a teacher of the folder's channels and size, a student distilled from it 
 an evaluation against the folder's held-out split, with accuracy only where the folder has classes."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -105,3 +106,11 @@ def test_a_patch_size_that_does_not_divide_the_images_is_a_setting_error(run, tm
 def test_folder_settings_are_checked_before_anything_runs(settings, message, caplog):
     assert main(["distill", "--out", "unused", "--dry-run", *settings]) == 2
     assert message in caplog.text
+
+
+PIXEL_RECIPES = sorted((Path(__file__).parents[3] / "configs" / "pixel").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", PIXEL_RECIPES, ids=lambda path: path.stem)
+def test_the_pixel_job_recipes_load_and_dry_run(recipe):
+    assert main(["train-teacher", "--config", str(recipe), "--out", "unused", "--dry-run"]) == 0
