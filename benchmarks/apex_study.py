@@ -148,6 +148,9 @@ ROWS: dict[str, list[Row]] = {
         # the fairness check of the CFG-1.5 row: the best rival with the same lower guidance
         row("regression_guidance1.5", "methods.regression.guidance=1.5", method="regression"),
         row("dmd2_guidance1.5", "methods.dmd2.guidance=1.5", method="dmd2"),
+        # the same check at `ours`' guidance in the Fashion-MNIST job (CFG 2)
+        row("regression_guidance2", "methods.regression.guidance=2", method="regression"),
+        row("dmd2_guidance2", "methods.dmd2.guidance=2", method="dmd2"),
     ],
     # Equal generator updates: the budget counts only the updates that move the generator, so DMD2 (five
     # critic updates per generator update) and the private adapter (five fake updates) get as many
