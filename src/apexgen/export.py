@@ -61,7 +61,7 @@ class ExportResult:
 
 def pipeline_arguments(backbone: DiffusersBackbone) -> dict[str, Any]:
     """Pipeline call arguments with classifier-free guidance off (and the distilled guidance input, if any)."""
-    arguments = dict(type(backbone).guidance_off)
+    arguments = type(backbone).stock_pipeline.off_arguments()
     if getattr(backbone.config, "guidance_embeds", False) and hasattr(backbone, "guidance_scale"):
         arguments["guidance_scale"] = backbone.guidance_scale
     return arguments
@@ -73,7 +73,7 @@ def sampling_settings(backbone: DiffusersBackbone, weights: str) -> dict[str, An
     return {
         "format": SETTINGS_FORMAT,
         "backbone": name,
-        "pipeline": type(backbone).pipeline_name,
+        "pipeline": type(backbone).stock_pipeline.name,
         "weights": weights,
         "scheduler": {"class_name": "FlowMatchEulerDiscreteScheduler", "config": SAMPLING_SCHEDULER},
         "pipeline_arguments": pipeline_arguments(backbone),

@@ -151,7 +151,7 @@ def test_unknown_backbone_lists_the_known_ones():
 def test_registry_resolves_every_adapter_and_pipeline():
     for name in BACKBONES:
         assert backbone_name(adapter_class(name)) == name
-        assert pipeline_class(name).__name__ == adapter_class(name).pipeline_name
+        assert pipeline_class(name).__name__ == adapter_class(name).stock_pipeline.name
 
 
 LAYER_NORMED_TEXT = ("sd3", "flux", "qwen_image")  # blocks that LayerNorm the projected text before any use

@@ -18,6 +18,7 @@ import importlib
 import inspect
 from abc import abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +37,26 @@ JOINT_ATTENTION = r"(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|t
 FEED_FORWARD = r"net\.(0\.proj|2)"
 
 
+@dataclass(frozen=True)
+class StockPipeline:
+    """A backbone's stock diffusers pipeline: its class name, the call argument that sets its classifier-free
+    guidance with the values that turn it off (the student is sampled without guidance: it was baked in) and
+    on (a teacher run, with a negative prompt), and how it evaluates the two branches: one transformer call
+    on the conditional and unconditional rows batched together (``cfg_batched``), or two calls."""
+
+    name: str
+    guidance_key: str
+    off: float
+    on: float
+    cfg_batched: bool = True
+
+    def off_arguments(self) -> dict[str, float]:
+        return {self.guidance_key: self.off}
+
+    def on_arguments(self) -> dict[str, float]:
+        return {self.guidance_key: self.on}
+
+
 class DiffusersBackbone(FlowBackbone):
     """Base of the adapters. Subclasses set the class attributes and implement :meth:`velocity`."""
 
@@ -45,14 +66,7 @@ class DiffusersBackbone(FlowBackbone):
     # Where the image tokens are when the late block returns a tuple; None: it returns them alone.
     feature_output_index: ClassVar[int | None] = None
 
-    # The stock pipeline: its diffusers class name, the call arguments that turn its guidance off (the student
-    # is sampled without guidance: it was baked in) and those that turn its classifier-free guidance on for a
-    # teacher run (with a negative prompt), and how it evaluates the two branches: one transformer call on the
-    # conditional and unconditional rows batched together (True), or two calls.
-    pipeline_name: ClassVar[str]
-    guidance_off: ClassVar[Mapping[str, Any]]
-    guidance_on: ClassVar[Mapping[str, Any]]
-    cfg_batched: ClassVar[bool] = True
+    stock_pipeline: ClassVar[StockPipeline]
     # The transformer config key of the text tokens' width, and the image pixels per latent pixel of the
     # backbone's VAE (both for random inputs and latent sizes of ``apexgen bench``).
     text_width_key: ClassVar[str] = "joint_attention_dim"
@@ -90,7 +104,7 @@ class DiffusersBackbone(FlowBackbone):
 
     @classmethod
     def pipeline_class(cls) -> type:
-        return getattr(importlib.import_module("diffusers"), cls.pipeline_name)
+        return getattr(importlib.import_module("diffusers"), cls.stock_pipeline.name)
 
     @classmethod
     def takes_pooled(cls) -> bool:

@@ -20,13 +20,17 @@ import torch
 from diffusers import FluxTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, TINY_TEXT
-from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, PackedDiffusersBackbone
+from apexgen.backbones.bench_sizes import TINY_TEXT, blocks, table
+from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, PackedDiffusersBackbone, StockPipeline
 from apexgen.backbones.packing import pack_latents, token_grid_ids, unpack_latents
 from apexgen.condition import TextCondition
 
 # FluxPipeline's default guidance_scale, used only by guidance-distilled transformers (FLUX.1-dev).
 DEFAULT_GUIDANCE = 3.5
+
+
+# One double-stream and one single-stream block of two heads of 16, the rotary axes to match.
+TINY_FLUX_BLOCKS = dict(blocks(1, heads=2, head_dim=16), num_single_layers=1, axes_dims_rope=(4, 4, 8))
 
 
 class FluxBackbone(PackedDiffusersBackbone):
@@ -41,37 +45,14 @@ class FluxBackbone(PackedDiffusersBackbone):
         r"single_transformer_blocks\.\d+\.(proj_mlp|proj_out)",  # proj_out: attention output and MLP output
         r"time_text_embed\.timestep_embedder\.linear_[12]",
     )
-    pipeline_name = "FluxPipeline"
-    guidance_off = {"true_cfg_scale": 1.0}
-    guidance_on = {"true_cfg_scale": 4.0}
-    cfg_batched = False
-    bench_configs = {
-        "tiny": dict(
-            patch_size=1,
-            in_channels=16,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=16,
-            num_attention_heads=2,
-            joint_attention_dim=TINY_TEXT,
-            pooled_projection_dim=TINY_TEXT,
-            guidance_embeds=False,
-            axes_dims_rope=(4, 4, 8),
-        ),
+    stock_pipeline = StockPipeline("FluxPipeline", "true_cfg_scale", off=1.0, on=4.0, cfg_batched=False)
+    bench_configs = table(
+        # the real text widths: T5-XXL tokens, pooled CLIP-L
+        dict(patch_size=1, in_channels=64, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=False),
+        tiny=dict(TINY_FLUX_BLOCKS, in_channels=16, joint_attention_dim=TINY_TEXT, pooled_projection_dim=TINY_TEXT),
         # FLUX.1's double and single blocks at hidden 1536, 4 + 8 layers: 0.64B
-        "0.7b": dict(
-            patch_size=1,
-            in_channels=64,
-            num_layers=4,
-            num_single_layers=8,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            joint_attention_dim=4096,
-            pooled_projection_dim=768,
-            guidance_embeds=False,
-            axes_dims_rope=(16, 56, 56),
-        ),
-    }
+        large=dict(blocks(4), num_single_layers=8, axes_dims_rope=(16, 56, 56)),
+    )
 
     def __init__(self, transformer: FluxTransformer2DModel, guidance_scale: float = DEFAULT_GUIDANCE):
         super().__init__(transformer)

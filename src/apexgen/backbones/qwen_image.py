@@ -20,11 +20,12 @@ import torch
 from diffusers import QwenImageTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, MID_HEAD_DIM, MID_HEADS, MID_LAYERS, TINY_TEXT
+from apexgen.backbones.bench_sizes import MID_BLOCKS, TINY_BLOCKS, TINY_TEXT, blocks, table
 from apexgen.backbones.diffusers_backbone import (
     FEED_FORWARD,
     JOINT_ATTENTION,
     PackedDiffusersBackbone,
+    StockPipeline,
     posterior_latents,
 )
 from apexgen.backbones.packing import PACK, pack_latents, unpack_latents
@@ -42,47 +43,15 @@ class QwenImageBackbone(PackedDiffusersBackbone):
         rf"transformer_blocks\.\d+\.(img_mlp|txt_mlp)\.{FEED_FORWARD}",
         r"time_text_embed\.timestep_embedder\.linear_[12]",
     )
-    pipeline_name = "QwenImagePipeline"
-    guidance_off = {"true_cfg_scale": 1.0}
-    guidance_on = {"true_cfg_scale": 4.0}
-    cfg_batched = False
-    bench_configs = {
-        "tiny": dict(
-            patch_size=2,
-            in_channels=16,
-            out_channels=4,
-            num_layers=2,
-            attention_head_dim=16,
-            num_attention_heads=2,
-            joint_attention_dim=TINY_TEXT,
-            guidance_embeds=False,
-            axes_dims_rope=(8, 4, 4),
-        ),
-        # Qwen-Image's blocks at hidden 768, 6 layers, the real text width: 132M
-        "100m": dict(
-            patch_size=2,
-            in_channels=64,
-            out_channels=16,
-            num_layers=MID_LAYERS,
-            attention_head_dim=MID_HEAD_DIM,
-            num_attention_heads=MID_HEADS,
-            joint_attention_dim=3584,
-            guidance_embeds=False,
-            axes_dims_rope=(8, 28, 28),
-        ),
+    stock_pipeline = StockPipeline("QwenImagePipeline", "true_cfg_scale", off=1.0, on=4.0, cfg_batched=False)
+    bench_configs = table(
+        dict(patch_size=2, in_channels=64, out_channels=16, joint_attention_dim=3584, guidance_embeds=False),
+        tiny=dict(TINY_BLOCKS, in_channels=16, out_channels=4, joint_attention_dim=TINY_TEXT, axes_dims_rope=(8, 4, 4)),
+        # Qwen-Image's blocks at hidden 768, 6 layers, the real text width (Qwen2.5-VL-7B's hidden size): 132M
+        mid=dict(MID_BLOCKS, axes_dims_rope=(8, 28, 28)),
         # Qwen-Image's architecture cut to 8 layers: 0.69B (the model measured on an H100)
-        "0.7b": dict(
-            patch_size=2,
-            in_channels=64,
-            out_channels=16,
-            num_layers=8,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            joint_attention_dim=3584,  # Qwen2.5-VL-7B's hidden size
-            guidance_embeds=False,
-            axes_dims_rope=(16, 56, 56),
-        ),
-    }
+        large=dict(blocks(8), axes_dims_rope=(16, 56, 56)),
+    )
 
     def __init__(self, transformer: QwenImageTransformer2DModel, guidance_scale: float = 1.0):
         super().__init__(transformer)

@@ -26,9 +26,26 @@ import torch
 from diffusers import SanaTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, HIDDEN, TINY_TEXT
-from apexgen.backbones.diffusers_backbone import TRAIN_TIMESTEPS, DiffusersBackbone, call_default, posterior_latents
+from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, TINY_BLOCKS, TINY_TEXT, blocks, table
+from apexgen.backbones.diffusers_backbone import (
+    TRAIN_TIMESTEPS,
+    DiffusersBackbone,
+    StockPipeline,
+    call_default,
+    posterior_latents,
+)
 from apexgen.condition import TextCondition
+
+
+def cross_attention(heads: int, head_dim: int) -> dict[str, int]:
+    """The cross-attention's heads and width in ``SanaTransformer2DModel``'s config names."""
+    return dict(
+        num_cross_attention_heads=heads, cross_attention_head_dim=head_dim, cross_attention_dim=heads * head_dim
+    )
+
+
+# The tiny size's latents, and its norms without affine weights.
+TINY_SANA = dict(in_channels=4, out_channels=4, sample_size=16, norm_elementwise_affine=False)
 
 
 class SanaBackbone(DiffusersBackbone):
@@ -39,42 +56,16 @@ class SanaBackbone(DiffusersBackbone):
         r"transformer_blocks\.\d+\.ff\.(conv_inverted|conv_point)",  # the GLU-MBConv's 1×1 convolutions
         r"time_embed\.emb\.timestep_embedder\.linear_[12]",
     )
-    pipeline_name = "SanaPipeline"
-    guidance_off = {"guidance_scale": 1.0}
-    guidance_on = {"guidance_scale": 4.5}
+    stock_pipeline = StockPipeline("SanaPipeline", "guidance_scale", off=1.0, on=4.5)
     text_width_key = "caption_channels"
     vae_factor = 32  # DC-AE
-    bench_configs = {
-        "tiny": dict(
-            in_channels=4,
-            out_channels=4,
-            num_attention_heads=2,
-            attention_head_dim=16,
-            num_layers=2,
-            num_cross_attention_heads=2,
-            cross_attention_head_dim=16,
-            cross_attention_dim=32,
-            caption_channels=TINY_TEXT,
-            sample_size=16,
-            patch_size=1,
-            norm_elementwise_affine=False,
-        ),
-        # SANA's linear-attention blocks at hidden 1536, 18 layers, DC-AE latents (32 channels, f32): 0.68B
-        "0.7b": dict(
-            in_channels=32,
-            out_channels=32,
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            num_layers=18,
-            num_cross_attention_heads=HEADS,
-            cross_attention_head_dim=HEAD_DIM,
-            cross_attention_dim=HIDDEN,
-            caption_channels=2304,  # Gemma-2-2B
-            sample_size=32,
-            patch_size=1,
-            mlp_ratio=2.5,
-        ),
-    }
+    bench_configs = table(
+        # DC-AE latents (32 channels, f32) and Gemma-2-2B's text width
+        dict(in_channels=32, out_channels=32, caption_channels=2304, sample_size=32, patch_size=1),
+        tiny=dict(TINY_BLOCKS, **cross_attention(2, 16), **TINY_SANA, caption_channels=TINY_TEXT),
+        # SANA's linear-attention blocks at hidden 1536, 18 layers: 0.68B
+        large=dict(blocks(18), **cross_attention(HEADS, HEAD_DIM), mlp_ratio=2.5),
+    )
 
     def __init__(self, transformer: SanaTransformer2DModel):
         if transformer.config.guidance_embeds:

@@ -19,9 +19,19 @@ import torch
 from diffusers import SD3Transformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.bench_sizes import HEAD_DIM, HEADS, HIDDEN, MID_HEAD_DIM, MID_HEADS, MID_LAYERS, TINY_TEXT
-from apexgen.backbones.diffusers_backbone import FEED_FORWARD, JOINT_ATTENTION, TRAIN_TIMESTEPS, DiffusersBackbone
+from apexgen.backbones.bench_sizes import HIDDEN, MID_BLOCKS, MID_HIDDEN, TINY_BLOCKS, TINY_TEXT, blocks, table
+from apexgen.backbones.diffusers_backbone import (
+    FEED_FORWARD,
+    JOINT_ATTENTION,
+    TRAIN_TIMESTEPS,
+    DiffusersBackbone,
+    StockPipeline,
+)
 from apexgen.condition import TextCondition
+
+# The tiny size's text widths (tokens, their projection, the pooled vector) and SD3.5's block norm.
+TINY_TEXTS = dict(joint_attention_dim=TINY_TEXT, caption_projection_dim=32, pooled_projection_dim=TINY_TEXT)
+SD35_BLOCKS = dict(qk_norm="rms_norm")
 
 
 class SD3Backbone(DiffusersBackbone):
@@ -34,54 +44,16 @@ class SD3Backbone(DiffusersBackbone):
         rf"transformer_blocks\.\d+\.(ff|ff_context)\.{FEED_FORWARD}",
         r"time_text_embed\.timestep_embedder\.linear_[12]",
     )
-    pipeline_name = "StableDiffusion3Pipeline"
-    guidance_off = {"guidance_scale": 1.0}
-    guidance_on = {"guidance_scale": 7.0}
-    bench_configs = {
-        "tiny": dict(
-            sample_size=16,
-            patch_size=2,
-            in_channels=4,
-            out_channels=4,
-            num_layers=2,
-            attention_head_dim=16,
-            num_attention_heads=2,
-            joint_attention_dim=TINY_TEXT,
-            caption_projection_dim=32,
-            pooled_projection_dim=TINY_TEXT,
-            pos_embed_max_size=32,
-        ),
+    stock_pipeline = StockPipeline("StableDiffusion3Pipeline", "guidance_scale", off=1.0, on=7.0)
+    bench_configs = table(
+        # the real text widths: T5-XXL tokens, pooled CLIP-L + CLIP-G
+        dict(patch_size=2, in_channels=16, out_channels=16, joint_attention_dim=4096, pooled_projection_dim=2048),
+        tiny=dict(TINY_BLOCKS, **TINY_TEXTS, sample_size=16, in_channels=4, out_channels=4, pos_embed_max_size=32),
         # SD3.5's joint blocks at hidden 768, 6 layers, the real text widths: 127M
-        "100m": dict(
-            sample_size=32,
-            patch_size=2,
-            in_channels=16,
-            out_channels=16,
-            num_layers=MID_LAYERS,
-            attention_head_dim=MID_HEAD_DIM,
-            num_attention_heads=MID_HEADS,
-            joint_attention_dim=4096,
-            caption_projection_dim=MID_HEADS * MID_HEAD_DIM,
-            pooled_projection_dim=2048,
-            pos_embed_max_size=64,
-            qk_norm="rms_norm",
-        ),
+        mid=dict(MID_BLOCKS, **SD35_BLOCKS, sample_size=32, caption_projection_dim=MID_HIDDEN, pos_embed_max_size=64),
         # SD3.5's joint blocks at hidden 1536, 8 layers: 0.67B
-        "0.7b": dict(
-            sample_size=64,
-            patch_size=2,
-            in_channels=16,
-            out_channels=16,
-            num_layers=8,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            joint_attention_dim=4096,  # T5-XXL
-            caption_projection_dim=HIDDEN,
-            pooled_projection_dim=2048,  # CLIP-L + CLIP-G
-            pos_embed_max_size=96,
-            qk_norm="rms_norm",
-        ),
-    }
+        large=dict(blocks(8), **SD35_BLOCKS, sample_size=64, caption_projection_dim=HIDDEN, pos_embed_max_size=96),
+    )
 
     def velocity(self, x_t: Tensor, t: Tensor, cond: TextCondition) -> Tensor:
         t = self.check_inputs(x_t, t, cond, needs_pooled=True)

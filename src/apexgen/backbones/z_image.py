@@ -22,9 +22,17 @@ import torch
 from diffusers import ZImageTransformer2DModel
 from torch import Tensor
 
-from apexgen.backbones.bench_sizes import HEADS, HIDDEN, TINY_TEXT
-from apexgen.backbones.diffusers_backbone import DiffusersBackbone
+from apexgen.backbones.bench_sizes import HEADS, HIDDEN, TINY_TEXT, table
+from apexgen.backbones.diffusers_backbone import DiffusersBackbone, StockPipeline
 from apexgen.condition import TextCondition
+
+
+def z_blocks(layers: int, refiner_layers: int, heads: int, dim: int) -> dict[str, int]:
+    """Depth and width in ``ZImageTransformer2DModel``'s config names (as many key/value heads as heads)."""
+    return dict(n_layers=layers, n_refiner_layers=refiner_layers, n_heads=heads, n_kv_heads=heads, dim=dim)
+
+
+TINY_ROPE = dict(axes_dims=[8, 4, 4], axes_lens=[256, 32, 32])
 
 
 class ZImageBackbone(DiffusersBackbone):
@@ -35,41 +43,15 @@ class ZImageBackbone(DiffusersBackbone):
         r"(layers|noise_refiner|context_refiner)\.\d+\.feed_forward\.(w1|w2|w3)",
         r"t_embedder\.mlp\.(0|2)",
     )
-    pipeline_name = "ZImagePipeline"
-    guidance_off = {"guidance_scale": 0.0}
-    guidance_on = {"guidance_scale": 5.0}
+    stock_pipeline = StockPipeline("ZImagePipeline", "guidance_scale", off=0.0, on=5.0)
     text_width_key = "cap_feat_dim"
-    bench_configs = {
-        "tiny": dict(
-            all_patch_size=(2,),
-            all_f_patch_size=(1,),
-            in_channels=4,
-            dim=32,
-            n_layers=2,
-            n_refiner_layers=1,
-            n_heads=2,
-            n_kv_heads=2,
-            qk_norm=True,
-            cap_feat_dim=TINY_TEXT,
-            axes_dims=[8, 4, 4],
-            axes_lens=[256, 32, 32],
-        ),
+    bench_configs = table(
+        # Qwen3-4B's text width
+        dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, qk_norm=True, cap_feat_dim=2560),
+        tiny=dict(z_blocks(2, 1, heads=2, dim=32), in_channels=4, cap_feat_dim=TINY_TEXT, **TINY_ROPE),
         # Z-Image's single-stream blocks at hidden 1536, 18 layers: 0.67B
-        "0.7b": dict(
-            all_patch_size=(2,),
-            all_f_patch_size=(1,),
-            in_channels=16,
-            dim=HIDDEN,
-            n_layers=18,
-            n_refiner_layers=2,
-            n_heads=HEADS,
-            n_kv_heads=HEADS,
-            qk_norm=True,
-            cap_feat_dim=2560,  # Qwen3-4B
-            axes_dims=[32, 48, 48],
-            axes_lens=[1536, 512, 512],
-        ),
-    }
+        large=dict(z_blocks(18, 2, heads=HEADS, dim=HIDDEN), axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512]),
+    )
 
     def __init__(self, transformer: ZImageTransformer2DModel):
         super().__init__(transformer)

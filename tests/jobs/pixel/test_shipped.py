@@ -13,6 +13,7 @@ from apexgen.jobs.pixel.generate import generate, noise_for
 from apexgen.jobs.pixel.models import SHIPPED_CLASSIFIER, load_student, load_teacher, shipped_asset, shipped_teacher
 from apexgen.jobs.pixel.prompts import evaluation_prompts
 from apexgen.jobs.pixel.sample import sample_grid
+from apexgen.jobs.sample_request import SampleRequest
 from apexgen.sampling import one_step_sample
 from apexgen.text import MiniLMEncoder
 
@@ -56,7 +57,9 @@ def test_a_lora_on_the_shipped_teacher_samples_from_the_command_line_as_our_samp
     export_lora(student, tmp_path / "export")
     command = ["sample", "--teacher", "--lora", str(tmp_path / "export"), "--prompt", "a red dress"]
     assert main([*command, "--images", "3", "--out", str(tmp_path / "grid.png")]) == 0
-    drawn = sample_grid(shipped_teacher(), tmp_path / "export", "a red dress", tmp_path / "again.png", images=3)
+    drawn = sample_grid(
+        shipped_teacher(), tmp_path / "export", SampleRequest("a red dress", tmp_path / "again.png", images=3)
+    )
     assert (tmp_path / "grid.png").read_bytes() == (tmp_path / "again.png").read_bytes()
     student = load_student(shipped_teacher(), tmp_path / "export")
     cond = MiniLMEncoder().encode(["a red dress"] * 3)

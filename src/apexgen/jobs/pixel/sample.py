@@ -22,6 +22,7 @@ from apexgen.export import LORA_WEIGHTS, read_settings, sampling_scheduler
 from apexgen.jobs.pixel.generate import noise_for
 from apexgen.jobs.pixel.images import save_grid
 from apexgen.jobs.pixel.models import TEACHER_INFO, ModelFileError, check_lora_loaded, load_teacher
+from apexgen.jobs.sample_request import SampleRequest
 from apexgen.text import DEFAULT_MAX_TOKENS, MiniLMEncoder
 
 log = logging.getLogger(__name__)
@@ -95,18 +96,10 @@ def max_tokens(teacher_dir: Path) -> int:
 
 
 @torch.no_grad()
-def sample_grid(
-    teacher_dir: Path,
-    export: Path,
-    prompt: str,
-    out: Path,
-    steps: int = 1,
-    images: int = 8,
-    seed: int = 0,
-    device: str = "cpu",
-) -> GridSample:
-    """``images`` images of ``prompt`` (image i from the noise of seed ``seed`` and index i, as ``apexgen
-    eval`` draws it) in ``steps`` steps of the stock pipeline, saved as one grid of up to 8 columns at ``out``."""
+def sample_grid(teacher_dir: Path, export: Path, request: SampleRequest) -> GridSample:
+    """The request's images (image i from the noise of its seed and index i, as ``apexgen eval`` draws it)
+    from the stock pipeline, saved as one grid of up to 8 columns."""
+    prompt, steps, images, seed, device = request.prompt, request.steps, request.images, request.seed, request.device
     settings = export_settings(export)
     if str(steps) not in settings["steps"]:
         raise ModelFileError(
@@ -127,6 +120,6 @@ def sample_grid(
         output_type="latent",
     )
     pictures = output.images.float().clamp(-1, 1).cpu()
-    grid = save_grid(pictures, min(images, GRID_COLUMNS), out)
+    grid = save_grid(pictures, min(images, GRID_COLUMNS), request.out)
     log.info("%d image(s) of %r with %d step(s) of the stock StableDiffusion3Pipeline: %s", images, prompt, steps, grid)
     return GridSample(grid, pictures, settings)

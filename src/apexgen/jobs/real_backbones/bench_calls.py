@@ -4,7 +4,7 @@ components with the export's scheduler for the student, one pipeline call of eac
 setting's transformer calls made directly.
 
 The transformer is neither hooked nor wrapped. The calls a setting makes are known from the pipeline's code
-(the adapter's ``cfg_batched``: CFG as one call of 2× batch per step, or as two calls per step; the tests
+(the adapter's ``stock_pipeline.cfg_batched``: CFG as one call of 2× batch per step, or as two calls per step; the tests
 count them in the real pipeline with torch.profiler) and are replayed through the backbone adapter, whose
 call is the pipeline's (tests/backbones check this), on inputs of the pipeline's shapes: latents of the
 image size and the embeddings that the pipeline's own ``encode_prompt`` gives for the same prompt and
@@ -78,11 +78,11 @@ class Pipelines:
 
 
 def calls_per_step(backbone: str, setting: Setting) -> int:
-    return 2 if setting.guided and not adapter_class(backbone).cfg_batched else 1
+    return 2 if setting.guided and not adapter_class(backbone).stock_pipeline.cfg_batched else 1
 
 
 def batch_per_call(backbone: str, setting: Setting) -> int:
-    return 2 if setting.guided and adapter_class(backbone).cfg_batched else 1
+    return 2 if setting.guided and adapter_class(backbone).stock_pipeline.cfg_batched else 1
 
 
 def load_pipelines(settings: InferenceSettings) -> Pipelines:
@@ -109,7 +109,7 @@ def pipeline_run(pipelines: Pipelines, setting: Setting, settings: InferenceSett
     batch, side = settings.batch, settings.side
     if setting.guided:
         pipeline = pipelines.teacher
-        arguments = {**adapter_class(settings.backbone).guidance_on, **exact_size(pipeline)}
+        arguments = {**adapter_class(settings.backbone).stock_pipeline.on_arguments(), **exact_size(pipeline)}
         arguments |= {"num_inference_steps": setting.steps, "negative_prompt": [NEGATIVE_PROMPT] * batch}
     else:
         pipeline = pipelines.student
@@ -134,7 +134,7 @@ def call_conditions(pipelines: Pipelines, setting: Setting, settings: InferenceS
     with torch.no_grad():
         if not setting.guided:
             return [text(pipeline, prompts, length)]
-        if adapter_class(backbone).cfg_batched:
+        if adapter_class(backbone).stock_pipeline.cfg_batched:
             return [text(pipeline, negatives + prompts, length)]
         return [text(pipeline, prompts, length), text(pipeline, negatives, length)]
 

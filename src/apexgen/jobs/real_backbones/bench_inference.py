@@ -140,18 +140,12 @@ def format_table(rows: list[InferenceRow]) -> str:
     )  # fmt: skip
     cells = [
         (
-            r.setting,
-            r.nfe,
-            r.transformer_calls,
-            f"{r.batch_per_call}×",
-            r.transformer_evaluations,
-            f"{r.transformer_seconds:.4g}",
-            f"{r.end_to_end_seconds:.4g}",
-            f"{r.transformer_speedup:.1f}×",
-            f"{r.end_to_end_speedup:.1f}×",
-        )  # fmt: skip
+            r.setting, r.nfe, r.transformer_calls, f"{r.batch_per_call}×", r.transformer_evaluations,
+            f"{r.transformer_seconds:.4g}", f"{r.end_to_end_seconds:.4g}",
+            f"{r.transformer_speedup:.1f}×", f"{r.end_to_end_speedup:.1f}×",
+        )
         for r in rows
-    ]
+    ]  # fmt: skip
     return markdown_table(header, cells, right_from=1)
 
 
@@ -166,7 +160,7 @@ def write_report(
         f"({parameters:,} parameters), {settings.batch} image(s) per call, {settings.side}² images, "
         f"{settings.dtype} on {settings.device}, median of {settings.repeats} rounds after a warm-up"
     )
-    cfg = "one call of 2× batch" if adapter_class(settings.backbone).cfg_batched else "two calls"
+    cfg = "one call of 2× batch" if adapter_class(settings.backbone).stock_pipeline.cfg_batched else "two calls"
     notes = (
         f"NFE: sampling steps. The teacher runs the pipeline's CFG ({cfg} per step, negative prompt "
         f"{NEGATIVE_PROMPT!r}); the student the export's guidance-off arguments and scheduler, with the same "
@@ -182,7 +176,7 @@ def write_report(
         "settings": asdict(settings) | {"resolution": settings.side, "precision": settings.dtype},
         "command": command,
         "transformer_parameters": parameters,
-        "cfg_batched": adapter_class(settings.backbone).cfg_batched,
+        "cfg_batched": adapter_class(settings.backbone).stock_pipeline.cfg_batched,
         "environment": environment(settings.device),
         "rows": [asdict(r) for r in rows],
     }

@@ -25,17 +25,12 @@ def format_table(rows: list[BenchRow]) -> str:
     header = ("method", "form", "updates/step", "s/step", "weights MiB", "peak MiB", "trainable", "held")
     cells = [
         (
-            r.name,
-            r.form,
-            r.updates_per_step,
-            f"{r.seconds_per_step:.4f}",
-            f"{r.weights_mib:.1f}",
-            f"{r.training_peak_mib:.1f}",
-            f"{r.trainable_parameters:,}",
-            f"{r.held_parameters:,}",
-        )  # fmt: skip
+            r.name, r.form, r.updates_per_step, f"{r.seconds_per_step:.4f}",
+            f"{r.weights_mib:.1f}", f"{r.training_peak_mib:.1f}",
+            f"{r.trainable_parameters:,}", f"{r.held_parameters:,}",
+        )
         for r in rows
-    ]
+    ]  # fmt: skip
     return markdown_table(header, cells, right_from=2)
 
 

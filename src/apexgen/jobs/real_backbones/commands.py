@@ -117,31 +117,23 @@ def sample_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_settings(settings)
         return 0
+    from apexgen.jobs.sample_request import SampleRequest
+
     device = settings.device or default_device()
-    export, out = Path(settings.lora), Path(settings.out)
+    export = Path(settings.lora)
+    default_images = 1 if settings.teacher is None else SAMPLE_GRID_IMAGES
+    request = SampleRequest(
+        settings.prompt, Path(settings.out), settings.steps, settings.images or default_images, settings.seed, device
+    )
     if settings.teacher is not None:
         from apexgen.jobs.pixel.models import teacher_folder
         from apexgen.jobs.pixel.sample import sample_grid
 
-        teacher = teacher_folder(Path(settings.teacher) if settings.teacher else None)
-        images = settings.images or SAMPLE_GRID_IMAGES
-        sample_grid(teacher, export, settings.prompt, out, settings.steps, images, settings.seed, device)
+        sample_grid(teacher_folder(Path(settings.teacher) if settings.teacher else None), export, request)
         return 0
     from apexgen.jobs.real_backbones.sample import run_sample
 
-    dtype = pipeline_dtype(settings.dtype, device)
-    run_sample(
-        settings.model,
-        export,
-        settings.prompt,
-        out,
-        settings.steps,
-        settings.images or 1,
-        settings.seed,
-        settings.resolution,
-        dtype,
-        device,
-    )
+    run_sample(settings.model, export, request, settings.resolution, pipeline_dtype(settings.dtype, device))
     return 0
 
 

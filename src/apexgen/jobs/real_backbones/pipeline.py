@@ -35,7 +35,7 @@ def required_components(pipeline_type: type) -> list[str]:
 
 
 def backbone_of_pipeline(class_name: str) -> str | None:
-    return next((name for name in BACKBONES if adapter_class(name).pipeline_name == class_name), None)
+    return next((name for name in BACKBONES if adapter_class(name).stock_pipeline.name == class_name), None)
 
 
 def check_folder(path: Path, backbone: str) -> None:
@@ -43,20 +43,20 @@ def check_folder(path: Path, backbone: str) -> None:
     required component."""
     adapter = adapter_class(backbone)
     required = required_components(adapter.pipeline_class())
-    needs = f"the {backbone} backbone needs a {adapter.pipeline_name} folder with {', '.join(required)}"
+    needs = f"the {backbone} backbone needs a {adapter.stock_pipeline.name} folder with {', '.join(required)}"
     index_file = path / MODEL_INDEX
     if not index_file.is_file():
         raise PipelineError(
             f"{path} is not a diffusers pipeline folder: {MODEL_INDEX} is missing; {needs} "
-            f"(as written by {adapter.pipeline_name}.save_pretrained or downloaded from the hub)"
+            f"(as written by {adapter.stock_pipeline.name}.save_pretrained or downloaded from the hub)"
         )
     index = json.loads(index_file.read_text())
     class_name = index.get("_class_name")
-    if class_name != adapter.pipeline_name:
+    if class_name != adapter.stock_pipeline.name:
         other = backbone_of_pipeline(class_name)
         fix = f" or use the {other} backbone (model.backbone={other} in a run)" if other else ""
         raise PipelineError(
-            f"{path} holds a {class_name}, but the {backbone} backbone needs a {adapter.pipeline_name}; point to "
+            f"{path} holds a {class_name}, but the {backbone} backbone needs a {adapter.stock_pipeline.name}; point to "
             f"a {backbone} model{fix}"
         )
     missing = [name for name in required if not (path / name).is_dir() or not any(index.get(name) or ())]
@@ -70,7 +70,7 @@ def check_folder(path: Path, backbone: str) -> None:
 def load_pipeline(backbone: str, path: str, dtype: str = "fp32", **components):
     """The backbone's stock pipeline from ``path`` (a local folder, checked first, or a hub id), on the CPU;
     ``components`` replace the folder's (e.g. a fine-tuned ``transformer``)."""
-    name = adapter_class(backbone).pipeline_name
+    name = adapter_class(backbone).stock_pipeline.name
     local = Path(path).expanduser()
     if local.exists():
         check_folder(local, backbone)

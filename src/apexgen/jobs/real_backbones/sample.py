@@ -18,6 +18,7 @@ from apexgen.backbones.registry import adapter_class
 from apexgen.config import ConfigError
 from apexgen.export import LORA_WEIGHTS, TRANSFORMER_FOLDER, read_settings, sampling_scheduler
 from apexgen.jobs.real_backbones.pipeline import DTYPES, PipelineError, load_pipeline, sampling_arguments
+from apexgen.jobs.sample_request import SampleRequest
 from apexgen.seeding import seeded_global_rng
 
 log = logging.getLogger(__name__)
@@ -104,20 +105,12 @@ def student_pipeline(model: str, export: Path, dtype: str, device: str):
 
 
 def run_sample(
-    model: str,
-    export: Path,
-    prompt: str,
-    out: Path,
-    steps: int = 1,
-    images: int = 1,
-    seed: int = 0,
-    resolution: int | None = None,
-    dtype: str = "fp32",
-    device: str = "cpu",
+    model: str, export: Path, request: SampleRequest, resolution: int | None = None, dtype: str = "fp32"
 ) -> SampleResult:
-    """Sample ``images`` images of ``prompt`` and save them as ``out`` (several: ``<stem>_<i><suffix>``)."""
+    """Sample the request's images and save them as its ``out`` (several: ``<stem>_<i><suffix>``)."""
+    prompt, out, steps, images, seed = request.prompt, request.out, request.steps, request.images, request.seed
     check_steps(export_settings(export), steps, export)
-    pipeline, settings = student_pipeline(model, export, dtype, device)
+    pipeline, settings = student_pipeline(model, export, dtype, request.device)
     pictures = generate(pipeline, settings, steps, seed, resolution, prompt=[prompt] * images)
     paths = [out] if images == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(images)]
     out.parent.mkdir(parents=True, exist_ok=True)
