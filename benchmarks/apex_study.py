@@ -145,6 +145,8 @@ ROWS: dict[str, list[Row]] = {
         row("apex_regression4_guidance2", "methods.apex.weight_regression=4", "methods.apex.real_guidance=2"),
         row("apex_regression4_nowarmup", "methods.apex.weight_regression=4", "methods.apex.fake_warmup=0"),
         row("apex_regression8", "methods.apex.weight_regression=8"),
+        # the anchor's weight at `ours`' guidance: weight 8 had fewer near-duplicates than 4 at CFG 3, 600 updates
+        row("apex_regression8_guidance2", "methods.apex.weight_regression=8", "methods.apex.real_guidance=2"),
         # the fairness check of the CFG-1.5 row: the best rival with the same lower guidance
         row("regression_guidance1.5", "methods.regression.guidance=1.5", method="regression"),
         row("dmd2_guidance1.5", "methods.dmd2.guidance=1.5", method="dmd2"),
