@@ -20,9 +20,16 @@ from apexgen.jobs.toy.benchmark import Variant, run_toy_benchmark
 from apexgen.jobs.toy.config import ToyConfig
 from apexgen.jobs.toy.report import summarise
 
+# The anchor pool of the ``ours`` preset itself, the toy default until 2026-12-04 (since then the toy's APEX
+# anchor takes the regression row's pool, 4,096 x 50): the rows measured before keep it.
+PRESET_POOL = {"regression_pairs": 2048, "regression_steps": 25}
 # Each variant changes the default APEX settings (``ToyConfig().methods.apex``) by these keys.
 VARIANTS: dict[str, dict] = {
     "default (preset ours)": {},
+    "preset ours, the preset's anchor pool 2048 x 25 (the toy default until 2026-12-04)": {
+        "preset": "ours",
+        **PRESET_POOL,
+    },
     # the toy default before issue 11: today's form with a 250-update fake warm-up and no regression anchor
     "former default (fake warm-up 250, no anchor)": {
         "weight_generator": 1.0,
@@ -61,7 +68,13 @@ VARIANTS: dict[str, dict] = {
         "slices": {"generator": 1.0, "anchor": 0.0, "fake": 0.0},
     },
     "regression anchor 1": {"weight_regression": 1.0, "regression_pairs": 4096, "regression_steps": 50},
-    "preset ours, fake warm-up 250": {"preset": "ours", "fake_warmup": 250},
+    "preset ours, fake warm-up 250": {"preset": "ours", "fake_warmup": 250, **PRESET_POOL},
+    "preset ours, anchor pool 4096 x 50 steps (the regression row's)": {
+        "preset": "ours",
+        "regression_pairs": 4096,
+        "regression_steps": 50,
+    },
+    "preset ours, regression anchor 8": {"preset": "ours", "weight_regression": 8.0, **PRESET_POOL},
 }
 # Rival methods with their toy defaults, run next to the variants from the same teachers and budget.
 RIVALS = ("twinflow", "dmd2", "consistency", "regression")

@@ -6,6 +6,7 @@ import pytest
 from apexgen.cli import main
 from apexgen.config import ConfigError, build, load
 from apexgen.jobs.pixel.config import APEX_GUIDANCE, T2IConfig
+from apexgen.jobs.toy.config import ToyConfig
 from apexgen.objectives import MethodsConfig, endpoint_pool_size
 from apexgen.objectives.apex import APEXConfig
 from apexgen.objectives.twinflow import TwinFlowConfig
@@ -62,6 +63,16 @@ def test_keys_next_to_a_preset_override_it_and_the_job_keeps_its_guidance():
     # the order of the keys does not matter: the preset is applied first
     again = load(T2IConfig, parse_overrides(["methods.apex.mix_lambda=0.3", "methods.apex.preset=paper"]))
     assert again.methods.apex == apex
+
+
+@pytest.mark.parametrize("job", [ToyConfig, T2IConfig])
+def test_the_anchor_draws_the_regression_rows_pool_in_every_job_even_under_a_named_preset(job):
+    for methods in (job().methods, load(job, parse_overrides(["methods.apex.preset=ours"])).methods):
+        apex, regression = methods.apex, methods.regression
+        assert apex.preset == "ours" and apex.weight_regression > 0
+        assert (apex.regression_pairs, apex.regression_steps) == (regression.pairs, regression.teacher_steps)
+    assert (ToyConfig().methods.apex.regression_pairs, ToyConfig().methods.apex.regression_steps) == (4096, 50)
+    assert (T2IConfig().methods.apex.regression_pairs, T2IConfig().methods.apex.regression_steps) == (2048, 25)
 
 
 def test_dry_run_prints_the_resolved_preset(capsys):

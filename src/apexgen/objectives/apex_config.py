@@ -107,8 +107,9 @@ class APEXConfig:
     lag_refit_lr: float = 1e-3
 
     # The fields a preset leaves as the job set them: the teacher's guidance belongs to the job (CFG 3 for
-    # the text-to-image teacher; 1 on the toy benchmark, whose target is p(x | c) itself).
-    JOB_FIELDS: ClassVar[tuple[str, ...]] = ("real_guidance",)
+    # the text-to-image teacher; 1 on the toy benchmark, whose target is p(x | c) itself), and so does the
+    # anchor's pool of teacher endpoints, whose cost the job decides (each job gives it its regression row's).
+    JOB_FIELDS: ClassVar[tuple[str, ...]] = ("real_guidance", "regression_pairs", "regression_steps")
     # keys of earlier releases that a YAML file may still hold, and their names now
     RENAMED_KEYS: ClassVar[dict[str, str]] = {"shift": "condition_shift"}
 

@@ -97,15 +97,22 @@ def default_distill_training() -> TrainConfig:
 def default_methods() -> MethodsConfig:
     """The text-to-image defaults: every student distils the teacher with guidance CFG 3 (TwinFlow's real
     branch, DMD2's real score, the consistency and regression teachers' ODE solvers) but APEX, whose real
-    branch and anchor pool take CFG 2 (``APEX_GUIDANCE``)."""
+    branch and anchor pool take CFG 2 (``APEX_GUIDANCE``); APEX's anchor draws its pool as the regression row
+    does (2,048 pairs from 25-step CFG trajectories: ~100k network evaluations before training starts)."""
+    regression = RegressionConfig(pairs=2048, teacher_steps=25, guidance=GUIDANCE)
+    apex = APEXConfig.from_preset(
+        "ours",
+        real_guidance=APEX_GUIDANCE,
+        regression_pairs=regression.pairs,
+        regression_steps=regression.teacher_steps,
+    )
     return MethodsConfig(
         flow_matching=FlowMatchingConfig(condition_dropout=0.1, time=TimeSampler("logit_normal")),
-        apex=APEXConfig.from_preset("ours", real_guidance=APEX_GUIDANCE),
+        apex=apex,
         twinflow=TwinFlowConfig.from_preset("released", real_guidance=GUIDANCE),
         dmd2=DMD2Config(guidance=GUIDANCE),
         consistency=ConsistencyConfig(guidance=GUIDANCE),
-        # 2,048 pairs from 25-step CFG trajectories: ~100k network evaluations before training starts
-        regression=RegressionConfig(pairs=2048, teacher_steps=25, guidance=GUIDANCE),
+        regression=regression,
     )
 
 
