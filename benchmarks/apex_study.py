@@ -153,6 +153,22 @@ ROWS: dict[str, list[Row]] = {
         # the same check at `ours`' guidance in the Fashion-MNIST job (CFG 2)
         row("regression_guidance2", "methods.regression.guidance=2", method="regression"),
         row("dmd2_guidance2", "methods.dmd2.guidance=2", method="dmd2"),
+        # the toy benchmark's finding (benchmarks/toy.md, "The anchor's pool"): a larger pool of more exact
+        # endpoints for `ours`' anchor, and for regression itself, the fairness check (4x the pool's cost)
+        row(
+            "apex_regression4_guidance2_pool4096",
+            "methods.apex.weight_regression=4",
+            "methods.apex.real_guidance=2",
+            "methods.apex.regression_pairs=4096",
+            "methods.apex.regression_steps=50",
+        ),
+        row(
+            "regression_guidance2_pool4096",
+            "methods.regression.guidance=2",
+            "methods.regression.pairs=4096",
+            "methods.regression.teacher_steps=50",
+            method="regression",
+        ),
     ],
     # Equal generator updates: the budget counts only the updates that move the generator, so DMD2 (five
     # critic updates per generator update) and the private adapter (five fake updates) get as many
