@@ -145,6 +145,13 @@ ROWS: dict[str, list[Row]] = {
         row("apex_regression4_guidance2", "methods.apex.weight_regression=4", "methods.apex.real_guidance=2"),
         row("apex_regression4_nowarmup", "methods.apex.weight_regression=4", "methods.apex.fake_warmup=0"),
         row("apex_regression8", "methods.apex.weight_regression=8"),
+        # the fake-only warm-up at `ours`' guidance: 50 warm-up updates contract the one-step map (issue 11)
+        row(
+            "apex_regression4_guidance2_nowarmup",
+            "methods.apex.weight_regression=4",
+            "methods.apex.real_guidance=2",
+            "methods.apex.fake_warmup=0",
+        ),
         # the anchor's weight at `ours`' guidance: weight 8 had fewer near-duplicates than 4 at CFG 3, 600 updates
         row("apex_regression8_guidance2", "methods.apex.weight_regression=8", "methods.apex.real_guidance=2"),
         # the fairness check of the CFG-1.5 row: the best rival with the same lower guidance
@@ -180,6 +187,17 @@ ROWS: dict[str, list[Row]] = {
             *PRIVATE,
             "methods.apex.fake_updates=5",
             "methods.apex.fake_warmup=0",
+            budgets=(550,),
+            count="generator",
+        ),
+        # the private adapter with `ours`' anchor and guidance: the best equal-generator row plus ours' levers
+        row(
+            "apex_private_k5_regression4_guidance2_generator550",
+            *PRIVATE,
+            "methods.apex.fake_updates=5",
+            "methods.apex.fake_warmup=0",
+            "methods.apex.weight_regression=4",
+            "methods.apex.real_guidance=2",
             budgets=(550,),
             count="generator",
         ),
