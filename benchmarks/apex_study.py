@@ -176,6 +176,20 @@ ROWS: dict[str, list[Row]] = {
             "methods.regression.teacher_steps=50",
             method="regression",
         ),
+        # the toy's second pool finding (benchmarks/toy.md: 65,536 pairs beat 4,096 on orbit for both): more
+        # pairs at the same 25 Euler steps, separating the pool's size from its steps (4,096 x 50 above)
+        row(
+            "apex_regression4_guidance2_pool8192",
+            "methods.apex.weight_regression=4",
+            "methods.apex.real_guidance=2",
+            "methods.apex.regression_pairs=8192",
+        ),
+        row(
+            "regression_guidance2_pool8192",
+            "methods.regression.guidance=2",
+            "methods.regression.pairs=8192",
+            method="regression",
+        ),
     ],
     # Equal generator updates: the budget counts only the updates that move the generator, so DMD2 (five
     # critic updates per generator update) and the private adapter (five fake updates) get as many
