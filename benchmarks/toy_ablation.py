@@ -87,6 +87,7 @@ RIVALS = ("twinflow", "dmd2", "consistency", "regression")
 RIVAL_VARIANTS: dict[str, tuple[str, dict]] = {
     # is the orbit gap of the one-step students the finite pool? (4,096 pairs seen 375 times each in 6,000 updates)
     "regression, pool 65536 x 50": ("regression", {"pairs": 65536}),
+    "regression, pool 4096 x 50 (the toy default until 2026-12-07)": ("regression", {"pairs": 4096}),
 }
 
 

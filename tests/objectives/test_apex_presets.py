@@ -71,7 +71,7 @@ def test_the_anchor_draws_the_regression_rows_pool_in_every_job_even_under_a_nam
         apex, regression = methods.apex, methods.regression
         assert apex.preset == "ours" and apex.weight_regression > 0
         assert (apex.regression_pairs, apex.regression_steps) == (regression.pairs, regression.teacher_steps)
-    assert (ToyConfig().methods.apex.regression_pairs, ToyConfig().methods.apex.regression_steps) == (4096, 50)
+    assert (ToyConfig().methods.apex.regression_pairs, ToyConfig().methods.apex.regression_steps) == (65536, 50)
     assert (T2IConfig().methods.apex.regression_pairs, T2IConfig().methods.apex.regression_steps) == (2048, 25)
 
 

@@ -27,11 +27,18 @@ class ToyEvalConfig:
         require(all(n > 0 for n in self.teacher_nfe + self.student_nfe), "teacher_nfe", "NFE values must be > 0")
 
 
+# The toy regression row's pool of teacher endpoints, which APEX's anchor draws too: 65,536 pairs, where
+# 4,096 (each pair seen 375 times in 6,000 updates of batch 256) left orbit's continuous condition sparse:
+# sliced W2 at NFE 1, regression 0.086 / 0.090 → 0.079 / 0.074 (ring / orbit), APEX 0.085 / 0.090 →
+# 0.080 / 0.084, 3 seeds (benchmarks/toy.md, "The pool's size"). It costs 65,536 × 50 teacher forwards of
+# the MLP before training, about 10 s on one core.
+TOY_POOL_PAIRS = 65536
+
+
 def default_methods() -> MethodsConfig:
     """Every method's defaults, APEX's being the ``ours`` preset with the regression row's pool of teacher
-    endpoints for its anchor (4,096 × 50 Euler steps, against the preset's 2,048 × 25): sliced W2 0.085 /
-    0.090 (ring / orbit) against 0.096 / 0.096, 3 seeds (benchmarks/toy.md, "The anchor's pool")."""
-    regression = RegressionConfig()
+    endpoints for its anchor (``TOY_POOL_PAIRS`` × 50 Euler steps, against the preset's 2,048 × 25)."""
+    regression = RegressionConfig(pairs=TOY_POOL_PAIRS)
     apex = APEXConfig.from_preset("ours", regression_pairs=regression.pairs, regression_steps=regression.teacher_steps)
     return MethodsConfig(apex=apex, regression=regression)
 
@@ -91,6 +98,7 @@ QUICK = {
     "student": {"steps": 400},
     # no warm-up in 400 updates from a 1,000-step teacher: measured on orbit, 0, 8 and 32 warm-up updates give
     # sliced W2 0.31–0.32 and 16 gives 0.53 (short runs are that erratic; benchmarks/toy.md)
-    "methods": {"apex": {"fake_warmup": 0}},
+    # and the pools of 4,096 endpoints (the default until 2026-12-07): 65,536 would add about 20 s
+    "methods": {"apex": {"fake_warmup": 0, "regression_pairs": 4096}, "regression": {"pairs": 4096}},
     "eval": {"samples_per_condition": 2000},
 }
